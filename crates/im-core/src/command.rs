@@ -240,7 +240,11 @@ pub enum Reply {
 
 impl Reply {
     pub fn error(request_cmd: i32, code: ErrorCode, msg: impl Into<String>) -> Self {
-        Self::Error { request_cmd, code, msg: msg.into() }
+        Self::Error {
+            request_cmd,
+            code,
+            msg: msg.into(),
+        }
     }
 }
 
@@ -272,10 +276,7 @@ pub enum Event {
         status: i32,
     },
     /// KICK_OUT (104): the session is closed right after.
-    KickOut {
-        reason: i32,
-        message: String,
-    },
+    KickOut { reason: i32, message: String },
     /// STATUS_CHANGE_PUSH (402).
     StatusChange(UserStatus),
 }

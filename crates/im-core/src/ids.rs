@@ -33,7 +33,10 @@ pub fn validate_id(s: &str) -> Result<(), IdError> {
     if s.len() > MAX_ID_LEN {
         return Err(IdError::TooLong);
     }
-    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return Err(IdError::BadChar);
     }
     Ok(())
@@ -109,16 +112,24 @@ impl ConversationId {
     /// The 1:1 conversation between two users, with the ids in byte order.
     pub fn single(x: &UserId, y: &UserId) -> Self {
         if x.as_str() <= y.as_str() {
-            Self::Single { a: x.clone(), b: y.clone() }
+            Self::Single {
+                a: x.clone(),
+                b: y.clone(),
+            }
         } else {
-            Self::Single { a: y.clone(), b: x.clone() }
+            Self::Single {
+                a: y.clone(),
+                b: x.clone(),
+            }
         }
     }
 
     /// The conversation of group `gid`.
     pub fn group(gid: &str) -> Result<Self, IdError> {
         validate_id(gid)?;
-        Ok(Self::Group { group_id: gid.to_owned() })
+        Ok(Self::Group {
+            group_id: gid.to_owned(),
+        })
     }
 
     /// Parses `raw` as seen by `user`. User ids may themselves contain `_`,
@@ -131,7 +142,9 @@ impl ConversationId {
         if let Some(gid) = raw.strip_prefix("group_") {
             return Self::group(gid);
         }
-        let rest = raw.strip_prefix("single_").ok_or(IdError::BadConversation)?;
+        let rest = raw
+            .strip_prefix("single_")
+            .ok_or(IdError::BadConversation)?;
         let me = user.as_str();
         // user is the first (smaller) id: single_<me>_<peer>
         if let Some(peer) = rest.strip_prefix(me).and_then(|r| r.strip_prefix('_')) {
@@ -209,7 +222,10 @@ mod tests {
     fn single_is_sorted_bytewise_not_numerically() {
         let c = ConversationId::single(&u("9"), &u("10"));
         assert_eq!(c.to_string(), "single_10_9");
-        assert_eq!(ConversationId::single(&u("bob"), &u("alice")).to_string(), "single_alice_bob");
+        assert_eq!(
+            ConversationId::single(&u("bob"), &u("alice")).to_string(),
+            "single_alice_bob"
+        );
     }
 
     #[test]
@@ -226,10 +242,22 @@ mod tests {
     #[test]
     fn rejects_foreign_unsorted_and_malformed() {
         let me = u("alice");
-        assert_eq!(ConversationId::parse_for("single_bob_carol", &me), Err(IdError::NotParticipant));
-        assert_eq!(ConversationId::parse_for("single_bob_alice", &me), Err(IdError::NotParticipant));
-        assert_eq!(ConversationId::parse_for("chat_x", &me), Err(IdError::BadConversation));
-        assert_eq!(ConversationId::parse_for("single_al ice_bob", &me), Err(IdError::BadConversation));
+        assert_eq!(
+            ConversationId::parse_for("single_bob_carol", &me),
+            Err(IdError::NotParticipant)
+        );
+        assert_eq!(
+            ConversationId::parse_for("single_bob_alice", &me),
+            Err(IdError::NotParticipant)
+        );
+        assert_eq!(
+            ConversationId::parse_for("chat_x", &me),
+            Err(IdError::BadConversation)
+        );
+        assert_eq!(
+            ConversationId::parse_for("single_al ice_bob", &me),
+            Err(IdError::BadConversation)
+        );
         assert!(ConversationId::parse_for("group_g1", &me).is_ok());
         assert!(ConversationId::parse_for("group_", &me).is_err());
     }

@@ -70,8 +70,12 @@ pub trait MessageStore: Send + Sync {
     async fn inbox_head(&self, user: &UserId) -> StoreResult<i64>;
 
     /// Inbox entries of `user` with `cursor > after`, ascending, at most `limit`.
-    async fn inbox_after(&self, user: &UserId, after: i64, limit: u32)
-    -> StoreResult<Vec<InboxEntry>>;
+    async fn inbox_after(
+        &self,
+        user: &UserId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<InboxEntry>>;
 
     /// Records that `device` of `user` received everything in `conversation_id`
     /// up to `seq` (never moves backwards).

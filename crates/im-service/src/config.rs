@@ -1,0 +1,77 @@
+//! Settings the service layer needs, filled in by the binary from its config.
+
+use std::time::Duration;
+
+/// What happens to a user's existing sessions when they log in again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KickPolicy {
+    /// A new login on the same platform replaces the old session (KICK_OUT first).
+    #[default]
+    PerPlatform,
+    /// One session per user, whatever the platform.
+    Single,
+    /// Any number of sessions; nobody is kicked.
+    Multi,
+}
+
+/// The batching writer's knobs.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Most messages per transaction.
+    pub batch_size: usize,
+    /// How long a partial batch waits for more messages.
+    pub linger: Duration,
+    /// Bound of each worker's queue (back-pressure beyond it).
+    pub queue_capacity: usize,
+    /// Parallel writer workers; conversations are sharded over them so one
+    /// conversation is always written by the same worker, in order.
+    pub workers: usize,
+    /// How long a send waits for room in a full queue before it is refused
+    /// with ERR_SEND_TOO_FAST.
+    pub enqueue_timeout: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            linger: Duration::from_millis(1),
+            queue_capacity: 8192,
+            workers: 1,
+            enqueue_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Everything the use cases are configured with.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub max_content_bytes: usize,
+    pub allow_demo_tokens: bool,
+    pub require_registered_users: bool,
+    pub kick_policy: KickPolicy,
+    /// Default and ceiling of messages per conversation in one batch sync.
+    pub sync_default_per_conversation: u32,
+    pub sync_max_per_conversation: u32,
+    /// Upper bound of a sync reply body, kept under the SDK's 1 MiB packet limit.
+    pub sync_max_reply_bytes: usize,
+    /// Minimum interval between two relayed typing notifications of one session.
+    pub typing_min_interval: Duration,
+    pub writer: WriterConfig,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            max_content_bytes: 64 * 1024,
+            allow_demo_tokens: false,
+            require_registered_users: false,
+            kick_policy: KickPolicy::PerPlatform,
+            sync_default_per_conversation: 100,
+            sync_max_per_conversation: 500,
+            sync_max_reply_bytes: 768 * 1024,
+            typing_min_interval: Duration::from_millis(200),
+            writer: WriterConfig::default(),
+        }
+    }
+}

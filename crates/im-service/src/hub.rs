@@ -1,0 +1,246 @@
+//! The hub: every authenticated session on this node, by user.
+//!
+//! Delivery is synchronous and never blocks: an event is `try_send` into
+//! each target session's bounded outbound queue. A session whose queue is
+//! full is a slow consumer; it is cancelled (the transport closes it) and
+//! its client catches up by sync after reconnecting. Nothing is only in
+//! memory: every message was committed before it reached the hub.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use im_core::UserId;
+use im_core::command::{Event, Reply};
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KickPolicy;
+
+/// Process-unique id of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// What the service hands to a connection's writer.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A reply to the request that arrived with `seq`.
+    Reply { seq: u32, reply: Reply },
+    /// A push. After `Event::KickOut` the connection closes.
+    Event(Arc<Event>),
+}
+
+/// A handle the hub keeps to reach one session.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    pub id: SessionId,
+    pub user: UserId,
+    pub platform: String,
+    pub tx: mpsc::Sender<Outbound>,
+    /// Cancelled to make the transport close the connection.
+    pub close: CancellationToken,
+}
+
+impl SessionHandle {
+    /// Queues `event` without waiting. A full queue closes the session.
+    /// Returns whether the event was queued.
+    pub fn push(&self, event: &Arc<Event>) -> bool {
+        match self.tx.try_send(Outbound::Event(Arc::clone(event))) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(session = self.id.0, user = %self.user, "outbound queue full; closing slow consumer");
+                self.close.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+const SHARDS: usize = 32;
+
+type Shard = RwLock<HashMap<UserId, Vec<SessionHandle>>>;
+
+/// Local sessions by user, sharded to keep lock contention low.
+pub struct Hub {
+    shards: Box<[Shard]>,
+    hasher: RandomState,
+    next_id: AtomicU64,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("sessions", &self.session_count())
+            .finish()
+    }
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh session id.
+    pub fn next_session_id(&self) -> SessionId {
+        SessionId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn shard(&self, user: &UserId) -> &Shard {
+        let i = (self.hasher.hash_one(user) as usize) % SHARDS;
+        // `shards` always has exactly SHARDS entries and `i < SHARDS`.
+        #[allow(clippy::indexing_slicing)]
+        &self.shards[i]
+    }
+
+    /// Adds `handle`, and returns the sessions it displaces under `policy`
+    /// (already removed from the hub; the caller sends them KICK_OUT).
+    pub fn register(&self, handle: SessionHandle, policy: KickPolicy) -> Vec<SessionHandle> {
+        let mut map = self.shard(&handle.user).write();
+        let list = map.entry(handle.user.clone()).or_default();
+        let mut kicked = Vec::new();
+        list.retain(|s| {
+            let displace = s.id != handle.id
+                && match policy {
+                    KickPolicy::Multi => false,
+                    KickPolicy::Single => true,
+                    KickPolicy::PerPlatform => s.platform.eq_ignore_ascii_case(&handle.platform),
+                };
+            if displace {
+                kicked.push(s.clone());
+            }
+            !displace && s.id != handle.id
+        });
+        list.push(handle);
+        kicked
+    }
+
+    /// Removes session `id` of `user` (no-op when already gone).
+    pub fn unregister(&self, user: &UserId, id: SessionId) {
+        let mut map = self.shard(user).write();
+        if let Some(list) = map.get_mut(user) {
+            list.retain(|s| s.id != id);
+            if list.is_empty() {
+                map.remove(user);
+            }
+        }
+    }
+
+    /// Pushes `event` to every session of `user` except `except`.
+    /// Returns how many sessions it was queued for.
+    pub fn deliver(&self, user: &UserId, event: &Arc<Event>, except: Option<SessionId>) -> usize {
+        let map = self.shard(user).read();
+        map.get(user).map_or(0, |list| {
+            list.iter()
+                .filter(|s| Some(s.id) != except)
+                .filter(|s| s.push(event))
+                .count()
+        })
+    }
+
+    /// The platforms `user` is online on locally (empty when offline).
+    pub fn platforms_of(&self, user: &UserId) -> Vec<String> {
+        let map = self.shard(user).read();
+        map.get(user)
+            .map(|l| l.iter().map(|s| s.platform.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Number of authenticated sessions on this node.
+    pub fn session_count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().values().map(Vec::len).sum::<usize>())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(
+        hub: &Hub,
+        user: &str,
+        platform: &str,
+        cap: usize,
+    ) -> (SessionHandle, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(cap);
+        let h = SessionHandle {
+            id: hub.next_session_id(),
+            user: UserId::parse(user).unwrap(),
+            platform: platform.into(),
+            tx,
+            close: CancellationToken::new(),
+        };
+        (h, rx)
+    }
+
+    fn ev() -> Arc<Event> {
+        Arc::new(Event::Typing {
+            conversation_id: "c".into(),
+            user_id: "u".into(),
+            status: 1,
+        })
+    }
+
+    #[test]
+    fn per_platform_kicks_same_platform_only() {
+        let hub = Hub::new();
+        let (a, _ra) = handle(&hub, "alice", "iOS", 4);
+        let (b, _rb) = handle(&hub, "alice", "Android", 4);
+        let (c, _rc) = handle(&hub, "alice", "ios", 4);
+        assert!(hub.register(a.clone(), KickPolicy::PerPlatform).is_empty());
+        assert!(hub.register(b.clone(), KickPolicy::PerPlatform).is_empty());
+        let kicked = hub.register(c.clone(), KickPolicy::PerPlatform);
+        assert_eq!(kicked.len(), 1);
+        assert_eq!(kicked[0].id, a.id);
+        assert_eq!(hub.session_count(), 2);
+    }
+
+    #[test]
+    fn single_and_multi_policies() {
+        let hub = Hub::new();
+        let (a, _ra) = handle(&hub, "bob", "iOS", 4);
+        let (b, _rb) = handle(&hub, "bob", "Web", 4);
+        hub.register(a, KickPolicy::Multi);
+        assert!(hub.register(b.clone(), KickPolicy::Multi).is_empty());
+        let (c, _rc) = handle(&hub, "bob", "PC", 4);
+        assert_eq!(hub.register(c, KickPolicy::Single).len(), 2);
+        assert_eq!(hub.session_count(), 1);
+    }
+
+    #[test]
+    fn deliver_skips_excepted_and_closes_slow_consumer() {
+        let hub = Hub::new();
+        let (a, mut ra) = handle(&hub, "carol", "iOS", 1);
+        let (b, mut rb) = handle(&hub, "carol", "Web", 8);
+        hub.register(a.clone(), KickPolicy::Multi);
+        hub.register(b.clone(), KickPolicy::Multi);
+        let user = UserId::parse("carol").unwrap();
+        assert_eq!(hub.deliver(&user, &ev(), Some(b.id)), 1);
+        assert!(ra.try_recv().is_ok());
+        assert!(rb.try_recv().is_err());
+        // Fill a's queue, then one more: a is cancelled, b still gets it.
+        assert_eq!(hub.deliver(&user, &ev(), None), 2);
+        assert!(!a.close.is_cancelled());
+        assert_eq!(hub.deliver(&user, &ev(), None), 1);
+        assert!(a.close.is_cancelled());
+        hub.unregister(&user, a.id);
+        hub.unregister(&user, b.id);
+        assert_eq!(hub.session_count(), 0);
+        assert!(hub.platforms_of(&user).is_empty());
+    }
+}

@@ -1,0 +1,581 @@
+//! Messaging use cases: send, ack, batch/range/inbox sync.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use im_core::command::{ConversationBatch, Event, Reply, SendRequest, SyncState};
+use im_core::model::{MessageType, MessageView, NewMessage, StoredMessage};
+use im_core::ports::{Clock, IdGen, MessageStore, UserStore};
+use im_core::{ConversationId, ErrorCode, StoreError, UserId, ids::validate_id};
+
+use crate::config::ServiceConfig;
+use crate::hub::{Hub, SessionId};
+use crate::writer::{MessageWriter, Pending, WriteError};
+
+/// Rough per-message overhead of a MessageInfo on the wire, for size capping.
+const MESSAGE_OVERHEAD: usize = 256;
+
+/// The messaging use cases, shared by every session.
+pub struct MessagingService {
+    pub(crate) store: Arc<dyn MessageStore>,
+    pub(crate) users: Arc<dyn UserStore>,
+    pub(crate) writer: MessageWriter,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<dyn IdGen>,
+    pub(crate) cfg: ServiceConfig,
+}
+
+impl std::fmt::Debug for MessagingService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessagingService").finish_non_exhaustive()
+    }
+}
+
+fn send_error(req_client_id: &str, code: ErrorCode, msg: &str) -> Reply {
+    Reply::Send {
+        code,
+        msg: msg.to_owned(),
+        server_msg_id: String::new(),
+        client_msg_id: req_client_id.to_owned(),
+        seq: 0,
+        server_time: 0,
+    }
+}
+
+fn store_code(e: &StoreError) -> (ErrorCode, &'static str) {
+    if e.is_retryable() {
+        (ErrorCode::Unknown, "storage temporarily unavailable, retry")
+    } else {
+        (ErrorCode::Unknown, "storage error")
+    }
+}
+
+/// Where a message goes once it is committed.
+struct Route {
+    conversation: ConversationId,
+    recipients: Vec<UserId>,
+}
+
+impl MessagingService {
+    pub fn new(
+        store: Arc<dyn MessageStore>,
+        users: Arc<dyn UserStore>,
+        writer: MessageWriter,
+        hub: Arc<Hub>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGen>,
+        cfg: ServiceConfig,
+    ) -> Self {
+        Self {
+            store,
+            users,
+            writer,
+            hub,
+            clock,
+            ids,
+            cfg,
+        }
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.cfg
+    }
+
+    /// Resolves the conversation of a send and who receives it.
+    async fn route(
+        &self,
+        sender: &UserId,
+        req: &SendRequest,
+    ) -> Result<Route, (ErrorCode, &'static str)> {
+        let conversation = if req.conversation_id.is_empty() {
+            let peer = UserId::parse(req.receiver_id.as_str()).map_err(|_| {
+                (
+                    ErrorCode::InvalidParam,
+                    "conversation_id or receiver_id required",
+                )
+            })?;
+            ConversationId::single(sender, &peer)
+        } else {
+            ConversationId::parse_for(&req.conversation_id, sender).map_err(|e| match e {
+                im_core::IdError::NotParticipant => (
+                    ErrorCode::PermissionDenied,
+                    "not a participant of this conversation",
+                ),
+                _ => (ErrorCode::InvalidParam, "malformed conversation_id"),
+            })?
+        };
+        match &conversation {
+            ConversationId::Single { .. } => {
+                let peer = conversation
+                    .peer_of(sender)
+                    .cloned()
+                    .ok_or((ErrorCode::InvalidParam, "malformed conversation_id"))?;
+                if !req.receiver_id.is_empty() && req.receiver_id != peer.as_str() {
+                    return Err((
+                        ErrorCode::InvalidParam,
+                        "receiver_id does not match conversation_id",
+                    ));
+                }
+                if !req.group_id.is_empty() {
+                    return Err((
+                        ErrorCode::InvalidParam,
+                        "group_id set on a single conversation",
+                    ));
+                }
+                if self.cfg.require_registered_users {
+                    match self.users.exists(&peer).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return Err((ErrorCode::UserNotExist, "receiver does not exist"));
+                        }
+                        Err(e) => return Err(store_code(&e)),
+                    }
+                }
+                Ok(Route {
+                    conversation,
+                    recipients: vec![peer],
+                })
+            }
+            ConversationId::Group { .. } => Err((
+                ErrorCode::ConversationNotExist,
+                "group conversations are not available on this server yet",
+            )),
+        }
+    }
+
+    /// Validates and queues a send. On success the returned [`Pending`] resolves
+    /// after commit; [`Self::finish_send`] then pushes and builds the reply.
+    pub async fn begin_send(
+        &self,
+        sender: &UserId,
+        req: SendRequest,
+    ) -> Result<(Pending, Vec<UserId>), Reply> {
+        let cid = req.client_msg_id.as_str();
+        if validate_id(cid).is_err() {
+            return Err(send_error(
+                cid,
+                ErrorCode::InvalidParam,
+                "client_msg_id must be 1-64 chars of [A-Za-z0-9_-]",
+            ));
+        }
+        if req.content.len() > self.cfg.max_content_bytes {
+            return Err(send_error(
+                cid,
+                ErrorCode::MessageTooLarge,
+                "content too large",
+            ));
+        }
+        if req.extra.len() > self.cfg.max_content_bytes {
+            return Err(send_error(
+                cid,
+                ErrorCode::MessageTooLarge,
+                "extra too large",
+            ));
+        }
+        if !MessageType(req.message_type).is_known() {
+            return Err(send_error(
+                cid,
+                ErrorCode::InvalidParam,
+                "unknown message_type",
+            ));
+        }
+        let route = self
+            .route(sender, &req)
+            .await
+            .map_err(|(code, m)| send_error(cid, code, m))?;
+        let mut participants = Vec::with_capacity(route.recipients.len() + 1);
+        participants.push(sender.clone());
+        participants.extend(route.recipients.iter().filter(|u| *u != sender).cloned());
+        let msg = NewMessage {
+            server_msg_id: self.ids.server_msg_id(),
+            client_msg_id: req.client_msg_id,
+            conversation_id: route.conversation.to_string(),
+            conversation_type: route.conversation.kind(),
+            sender_id: sender.clone(),
+            receiver_id: route
+                .conversation
+                .peer_of(sender)
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            group_id: route.conversation.group_id().unwrap_or_default().to_owned(),
+            message_type: req.message_type,
+            content: req.content,
+            send_time: req.send_time,
+            server_time: self.clock.now_ms(),
+            extra: req.extra,
+            participants,
+        };
+        let client_msg_id = msg.client_msg_id.clone();
+        match self.writer.submit(msg).await {
+            Ok(p) => Ok((p, route.recipients)),
+            Err(WriteError::Overloaded) => Err(send_error(
+                &client_msg_id,
+                ErrorCode::SendTooFast,
+                "server busy, retry later",
+            )),
+            Err(WriteError::Closed) => Err(send_error(
+                &client_msg_id,
+                ErrorCode::Unknown,
+                "server shutting down",
+            )),
+            Err(WriteError::Store(e)) => {
+                let (code, m) = store_code(&e);
+                Err(send_error(&client_msg_id, code, m))
+            }
+        }
+    }
+
+    /// Awaits the commit of a queued send, pushes it (only if it is new) to
+    /// every recipient session and to the sender's other sessions, and builds
+    /// the SEND_MSG_RSP.
+    pub async fn finish_send(
+        &self,
+        sender: &UserId,
+        session: SessionId,
+        client_msg_id: String,
+        pending: Pending,
+        recipients: Vec<UserId>,
+    ) -> Reply {
+        match pending.wait().await {
+            Ok(appended) => {
+                let m = appended.message;
+                let reply = Reply::Send {
+                    code: ErrorCode::Success,
+                    msg: String::new(),
+                    server_msg_id: m.server_msg_id.clone(),
+                    client_msg_id: m.client_msg_id.clone(),
+                    seq: m.seq,
+                    server_time: m.server_time,
+                };
+                if !appended.duplicate {
+                    let event = Arc::new(Event::Message(Arc::new(m)));
+                    for r in &recipients {
+                        self.hub.deliver(r, &event, None);
+                    }
+                    if !recipients.contains(sender) {
+                        self.hub.deliver(sender, &event, Some(session));
+                    }
+                }
+                reply
+            }
+            Err(WriteError::Store(e)) => {
+                let (code, m) = store_code(&e);
+                send_error(&client_msg_id, code, m)
+            }
+            Err(WriteError::Overloaded) => send_error(
+                &client_msg_id,
+                ErrorCode::SendTooFast,
+                "server busy, retry later",
+            ),
+            Err(WriteError::Closed) => {
+                send_error(&client_msg_id, ErrorCode::Unknown, "server shutting down")
+            }
+        }
+    }
+
+    /// Finds a message by the id a client holds: a server id, or (for v1
+    /// clients and own messages) the sender's client_msg_id.
+    pub async fn resolve_message(
+        &self,
+        user: &UserId,
+        id: &str,
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        if validate_id(id).is_err() {
+            return Ok(None);
+        }
+        if let Some(m) = self.store.find_by_server_id(id).await? {
+            return Ok(Some(m));
+        }
+        self.store.find_by_client_id(user, id).await
+    }
+
+    fn is_participant(user: &UserId, m: &StoredMessage) -> bool {
+        ConversationId::parse_for(&m.conversation_id, user).is_ok() && m.group_id.is_empty()
+    }
+
+    /// MSG_ACK: records the delivered seq for (user, device). No reply.
+    pub async fn ack(
+        &self,
+        user: &UserId,
+        device: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
+        match self.resolve_message(user, message_id).await? {
+            Some(m) if Self::is_participant(user, &m) => {
+                self.store
+                    .record_delivered(user, device, &m.conversation_id, m.seq)
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn view(user: &UserId, m: StoredMessage) -> MessageView {
+        let is_read = m.sender_id == user.as_str();
+        MessageView {
+            message: m,
+            is_read,
+        }
+    }
+
+    fn clamp_count(&self, asked: i32) -> u32 {
+        if asked <= 0 {
+            self.cfg.sync_default_per_conversation
+        } else {
+            u32::try_from(asked)
+                .unwrap_or(u32::MAX)
+                .min(self.cfg.sync_max_per_conversation)
+        }
+    }
+
+    /// Keeps the longest prefix of `msgs` that fits in `budget` bytes (at
+    /// least one message so progress is always possible); returns whether it cut.
+    fn cap(msgs: &mut Vec<StoredMessage>, budget: &mut usize) -> bool {
+        let mut used = 0usize;
+        let mut keep = 0usize;
+        for m in msgs.iter() {
+            let size = m.content.len() + m.extra.len() + MESSAGE_OVERHEAD;
+            if keep > 0 && used + size > *budget {
+                break;
+            }
+            used += size;
+            keep += 1;
+        }
+        let cut = keep < msgs.len();
+        msgs.truncate(keep);
+        *budget = budget.saturating_sub(used);
+        cut
+    }
+
+    /// v2 BATCH_SYNC: everything after each conversation's cursor.
+    pub async fn batch_sync(&self, user: &UserId, states: Vec<SyncState>, per_conv: i32) -> Reply {
+        let limit = self.clamp_count(per_conv);
+        let heads = match self.store.user_conversations(user).await {
+            Ok(h) => h,
+            Err(e) => return sync_error(&e, self.clock.now_ms()),
+        };
+        let cursors: std::collections::HashMap<String, i64> = states
+            .into_iter()
+            .map(|s| (s.conversation_id, s.last_seq.max(0)))
+            .collect();
+        let mut budget = self.cfg.sync_max_reply_bytes;
+        let mut conversations = Vec::new();
+        let mut total = 0i32;
+        for head in heads {
+            let after = cursors.get(&head.conversation_id).copied().unwrap_or(0);
+            if head.max_seq <= after {
+                continue;
+            }
+            if budget < MESSAGE_OVERHEAD {
+                break;
+            }
+            let mut msgs = match self
+                .store
+                .conversation_range(&head.conversation_id, after, head.max_seq, limit)
+                .await
+            {
+                Ok(m) => m,
+                Err(e) => return sync_error(&e, self.clock.now_ms()),
+            };
+            Self::cap(&mut msgs, &mut budget);
+            let last = msgs.last().map_or(after, |m| m.seq);
+            total = total.saturating_add(i32::try_from(msgs.len()).unwrap_or(i32::MAX));
+            conversations.push(ConversationBatch {
+                conversation_id: head.conversation_id,
+                messages: msgs.into_iter().map(|m| Self::view(user, m)).collect(),
+                max_seq: last,
+                synced_seq: last,
+                has_more: last < head.max_seq,
+            });
+        }
+        Reply::BatchSync {
+            code: ErrorCode::Success,
+            msg: String::new(),
+            conversations,
+            server_time: self.clock.now_ms(),
+            total,
+        }
+    }
+
+    /// v2 SYNC_RANGE: `start_seq..=end_seq` of one conversation.
+    pub async fn sync_range(
+        &self,
+        user: &UserId,
+        request_id: String,
+        conversation_id: String,
+        start_seq: i64,
+        end_seq: i64,
+        count: i32,
+    ) -> Reply {
+        let fail = |code: ErrorCode, msg: &str, request_id: String, conversation_id: String| {
+            Reply::SyncRange {
+                code,
+                msg: msg.to_owned(),
+                request_id,
+                conversation_id,
+                messages: Vec::new(),
+                start_seq,
+                end_seq,
+                has_more: false,
+            }
+        };
+        let conv = match ConversationId::parse_for(&conversation_id, user) {
+            Ok(c) => c,
+            Err(im_core::IdError::NotParticipant) => {
+                return fail(
+                    ErrorCode::PermissionDenied,
+                    "not a participant",
+                    request_id,
+                    conversation_id,
+                );
+            }
+            Err(_) => {
+                return fail(
+                    ErrorCode::InvalidParam,
+                    "malformed conversation_id",
+                    request_id,
+                    conversation_id,
+                );
+            }
+        };
+        if conv.group_id().is_some() {
+            return fail(
+                ErrorCode::ConversationNotExist,
+                "no such conversation",
+                request_id,
+                conversation_id,
+            );
+        }
+        if start_seq < 1 || end_seq < start_seq {
+            return fail(
+                ErrorCode::InvalidParam,
+                "need 1 <= start_seq <= end_seq",
+                request_id,
+                conversation_id,
+            );
+        }
+        let limit = self.clamp_count(count);
+        let mut msgs = match self
+            .store
+            .conversation_range(&conversation_id, start_seq - 1, end_seq, limit)
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                let (code, m) = store_code(&e);
+                return fail(code, m, request_id, conversation_id);
+            }
+        };
+        let fetched = msgs.len();
+        let mut budget = self.cfg.sync_max_reply_bytes;
+        let cut = Self::cap(&mut msgs, &mut budget);
+        let last = msgs.last().map_or(end_seq, |m| m.seq);
+        let has_more = (cut || fetched as u32 >= limit) && last < end_seq;
+        Reply::SyncRange {
+            code: ErrorCode::Success,
+            msg: String::new(),
+            request_id,
+            conversation_id,
+            messages: msgs.into_iter().map(|m| Self::view(user, m)).collect(),
+            start_seq,
+            end_seq: if has_more { last } else { end_seq },
+            has_more,
+        }
+    }
+
+    /// v1 socket sync: inbox entries after the per-user cursor.
+    pub async fn sync_inbox(&self, user: &UserId, after: i64, up_to: i64, limit: i32) -> Reply {
+        let limit = self.clamp_count(limit);
+        let fail = |e: &StoreError| {
+            let (code, m) = store_code(e);
+            Reply::SyncInbox {
+                code,
+                msg: m.to_owned(),
+                messages: Vec::new(),
+                server_max_seq: 0,
+                has_more: false,
+            }
+        };
+        let head = match self.store.inbox_head(user).await {
+            Ok(h) => h,
+            Err(e) => return fail(&e),
+        };
+        let mut entries = match self.store.inbox_after(user, after.max(0), limit).await {
+            Ok(v) => v,
+            Err(e) => return fail(&e),
+        };
+        if up_to > 0 {
+            entries.retain(|e| e.cursor <= up_to);
+        }
+        let mut msgs: Vec<StoredMessage> = Vec::with_capacity(entries.len());
+        let mut cursors = Vec::with_capacity(entries.len());
+        for e in entries {
+            cursors.push(e.cursor);
+            msgs.push(e.message);
+        }
+        let mut budget = self.cfg.sync_max_reply_bytes;
+        Self::cap(&mut msgs, &mut budget);
+        let last = cursors
+            .get(msgs.len().wrapping_sub(1))
+            .copied()
+            .unwrap_or(after.max(0).min(head));
+        let stop = if up_to > 0 { up_to.min(head) } else { head };
+        Reply::SyncInbox {
+            code: ErrorCode::Success,
+            msg: String::new(),
+            messages: msgs.into_iter().map(|m| Self::view(user, m)).collect(),
+            server_max_seq: last,
+            has_more: last < stop,
+        }
+    }
+
+    /// Highest inbox cursor of `user` (AuthResponse.max_seq).
+    pub async fn inbox_head(&self, user: &UserId) -> Result<i64, StoreError> {
+        self.store.inbox_head(user).await
+    }
+
+    /// Relays a typing notification in a 1:1 conversation to the peer's sessions.
+    pub fn typing(
+        &self,
+        user: &UserId,
+        conversation_id: &str,
+        status: i32,
+    ) -> Result<(), ErrorCode> {
+        let conv = ConversationId::parse_for(conversation_id, user)
+            .map_err(|_| ErrorCode::PermissionDenied)?;
+        let peer = conv
+            .peer_of(user)
+            .ok_or(ErrorCode::ConversationNotExist)?
+            .clone();
+        let event = Arc::new(Event::Typing {
+            conversation_id: conv.to_string(),
+            user_id: user.as_str().to_owned(),
+            status: i32::from(status == 1),
+        });
+        if &peer != user {
+            self.hub.deliver(&peer, &event, None);
+        }
+        Ok(())
+    }
+
+    /// Content helper for tests and the CLI.
+    pub fn text(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+}
+
+fn sync_error(e: &StoreError, now: i64) -> Reply {
+    let (code, m) = store_code(e);
+    Reply::BatchSync {
+        code,
+        msg: m.to_owned(),
+        conversations: Vec::new(),
+        server_time: now,
+        total: 0,
+    }
+}

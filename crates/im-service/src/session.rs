@@ -1,0 +1,297 @@
+//! One connection's view of the services: authentication state and the
+//! dispatcher from [`Request`] to [`Reply`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::future::BoxFuture;
+use im_core::command::{Event, Reply, Request, cmd};
+use im_core::ports::UserStore;
+use im_core::{ErrorCode, Generation};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Identity, JwtAuth};
+use crate::hub::{Outbound, SessionHandle, SessionId};
+use crate::messaging::MessagingService;
+
+/// Everything a connection needs from the service layer.
+pub struct Services {
+    pub auth: JwtAuth,
+    pub messaging: MessagingService,
+    pub users: Arc<dyn UserStore>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
+}
+
+/// Which transport a session arrived on (for logs and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    WebSocket,
+    Tcp,
+}
+
+/// Per-connection state held by the transport's read loop.
+#[derive(Debug)]
+pub struct SessionCtx {
+    pub id: SessionId,
+    pub generation: Generation,
+    pub transport: TransportKind,
+    tx: mpsc::Sender<Outbound>,
+    close: CancellationToken,
+    identity: Option<Identity>,
+    /// The platform the client announced in AUTH_REQ (device key for acks).
+    platform: String,
+    last_typing: Option<Instant>,
+}
+
+/// What the dispatcher made of a request.
+pub enum Dispatched {
+    /// Nothing to send back (ACK, typing).
+    None,
+    /// Send this reply now.
+    Reply(Reply),
+    /// The reply is ready when this future resolves (a send awaiting its
+    /// commit). It is already ordered with respect to other sends of the
+    /// connection; the transport may run it concurrently with later frames.
+    Later(BoxFuture<'static, Reply>),
+}
+
+impl std::fmt::Debug for Dispatched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Reply(r) => f.debug_tuple("Reply").field(r).finish(),
+            Self::Later(_) => f.write_str("Later(..)"),
+        }
+    }
+}
+
+impl SessionCtx {
+    /// A new unauthenticated session writing into `tx`; `close` is cancelled
+    /// when the session must be closed (kick, slow consumer).
+    pub fn new(
+        id: SessionId,
+        generation: Generation,
+        transport: TransportKind,
+        tx: mpsc::Sender<Outbound>,
+        close: CancellationToken,
+    ) -> Self {
+        Self {
+            id,
+            generation,
+            transport,
+            tx,
+            close,
+            identity: None,
+            platform: String::new(),
+            last_typing: None,
+        }
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    /// The user id the wire encoders use to tailor per-viewer fields.
+    pub fn viewer(&self) -> &str {
+        self.identity.as_ref().map_or("", |i| i.user.as_str())
+    }
+
+    /// Called once by the transport when the connection is gone.
+    pub fn on_close(&mut self, services: &Services) {
+        if let Some(id) = self.identity.take() {
+            services.messaging.hub().unregister(&id.user, self.id);
+        }
+    }
+
+    /// Handles one decoded request.
+    pub async fn dispatch(&mut self, services: &Arc<Services>, req: Request) -> Dispatched {
+        let command = req.command();
+        match req {
+            Request::Heartbeat { .. } => Dispatched::Reply(Reply::Heartbeat {
+                server_time: services.messaging.clock.now_ms(),
+            }),
+            Request::Auth {
+                user_id,
+                token,
+                platform,
+            } => Dispatched::Reply(
+                self.authenticate(services, &user_id, &token, platform)
+                    .await,
+            ),
+            other => {
+                let Some(identity) = self.identity.clone() else {
+                    return match command {
+                        cmd::MSG_ACK | cmd::TYPING_STATUS_REQ => Dispatched::None,
+                        _ => Dispatched::Reply(Reply::error(
+                            command,
+                            ErrorCode::AuthFailed,
+                            "not authenticated",
+                        )),
+                    };
+                };
+                self.dispatch_authed(services, identity, other).await
+            }
+        }
+    }
+
+    async fn dispatch_authed(
+        &mut self,
+        services: &Arc<Services>,
+        me: Identity,
+        req: Request,
+    ) -> Dispatched {
+        let m = &services.messaging;
+        match req {
+            Request::Send(send) => {
+                let client_msg_id = send.client_msg_id.clone();
+                match m.begin_send(&me.user, send).await {
+                    Err(reply) => Dispatched::Reply(reply),
+                    Ok((pending, recipients)) => {
+                        let services = Arc::clone(services);
+                        let session = self.id;
+                        Dispatched::Later(Box::pin(async move {
+                            services
+                                .messaging
+                                .finish_send(&me.user, session, client_msg_id, pending, recipients)
+                                .await
+                        }))
+                    }
+                }
+            }
+            Request::Ack { message_id, .. } => {
+                if let Err(e) = m.ack(&me.user, &self.platform, &message_id).await {
+                    tracing::warn!(error = %e, "recording MSG_ACK failed");
+                }
+                Dispatched::None
+            }
+            Request::BatchSync {
+                states,
+                max_per_conversation,
+            } => Dispatched::Reply(m.batch_sync(&me.user, states, max_per_conversation).await),
+            Request::SyncRange {
+                request_id,
+                conversation_id,
+                start_seq,
+                end_seq,
+                count,
+            } => Dispatched::Reply(
+                m.sync_range(
+                    &me.user,
+                    request_id,
+                    conversation_id,
+                    start_seq,
+                    end_seq,
+                    count,
+                )
+                .await,
+            ),
+            Request::SyncInbox {
+                min_seq,
+                max_seq,
+                limit,
+            } => Dispatched::Reply(m.sync_inbox(&me.user, min_seq, max_seq, limit).await),
+            Request::Typing {
+                conversation_id,
+                status,
+            } => {
+                let now = Instant::now();
+                let too_soon = self
+                    .last_typing
+                    .is_some_and(|t| now.duration_since(t) < m.config().typing_min_interval);
+                if !too_soon {
+                    self.last_typing = Some(now);
+                    if let Err(code) = m.typing(&me.user, &conversation_id, status) {
+                        tracing::debug!(code = code.as_str(), "typing notification refused");
+                    }
+                }
+                Dispatched::None
+            }
+            other => Dispatched::Reply(Reply::error(
+                other.command(),
+                ErrorCode::Unknown,
+                "command not supported by this server yet",
+            )),
+        }
+    }
+
+    async fn authenticate(
+        &mut self,
+        services: &Services,
+        claimed: &str,
+        token: &str,
+        platform: String,
+    ) -> Reply {
+        let fail = |code: ErrorCode, msg: &str| Reply::Auth {
+            code,
+            msg: msg.to_owned(),
+            max_seq: 0,
+        };
+        let identity = match services.auth.verify_for(token, claimed) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::info!(session = self.id.0, reason = %e, "auth refused");
+                return fail(e.code(), &e.to_string());
+            }
+        };
+        let now = services.messaging.clock.now_ms();
+        if let Err(e) = services.users.touch(&identity.user, now).await {
+            tracing::error!(error = %e, "recording user failed");
+            return fail(ErrorCode::Unknown, "storage temporarily unavailable");
+        }
+        let max_seq = match services.messaging.inbox_head(&identity.user).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "reading inbox head failed");
+                return fail(ErrorCode::Unknown, "storage temporarily unavailable");
+            }
+        };
+        let hub = services.messaging.hub();
+        // Re-auth on an authenticated socket: drop the old registration first.
+        if let Some(old) = self.identity.take() {
+            hub.unregister(&old.user, self.id);
+        }
+        let platform = if platform.is_empty() {
+            identity.platform.clone()
+        } else {
+            platform
+        };
+        self.platform = platform.clone();
+        let handle = SessionHandle {
+            id: self.id,
+            user: identity.user.clone(),
+            platform,
+            tx: self.tx.clone(),
+            close: self.close.clone(),
+        };
+        let kicked = hub.register(handle, services.messaging.config().kick_policy);
+        if !kicked.is_empty() {
+            let event = Arc::new(Event::KickOut {
+                reason: 1,
+                message: "logged in on another device".into(),
+            });
+            for s in kicked {
+                // KICK_OUT is written, then the connection closes (transport rule).
+                if !s.push(&event) {
+                    s.close.cancel();
+                }
+            }
+        }
+        tracing::info!(session = self.id.0, user = %identity.user, "authenticated");
+        self.identity = Some(identity);
+        Reply::Auth {
+            code: ErrorCode::Success,
+            msg: String::new(),
+            max_seq,
+        }
+    }
+}
