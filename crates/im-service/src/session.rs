@@ -28,6 +28,15 @@ impl std::fmt::Debug for Services {
     }
 }
 
+/// The user id a connection's writer tailors per-viewer fields for; set by
+/// the session on successful AUTH, before it can receive any push.
+pub type ViewerCell = Arc<parking_lot::RwLock<Arc<str>>>;
+
+/// A fresh, empty viewer cell.
+pub fn viewer_cell() -> ViewerCell {
+    Arc::new(parking_lot::RwLock::new(Arc::from("")))
+}
+
 /// Which transport a session arrived on (for logs and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
@@ -43,6 +52,7 @@ pub struct SessionCtx {
     pub transport: TransportKind,
     tx: mpsc::Sender<Outbound>,
     close: CancellationToken,
+    viewer: ViewerCell,
     identity: Option<Identity>,
     /// The platform the client announced in AUTH_REQ (device key for acks).
     platform: String,
@@ -80,6 +90,7 @@ impl SessionCtx {
         transport: TransportKind,
         tx: mpsc::Sender<Outbound>,
         close: CancellationToken,
+        viewer: ViewerCell,
     ) -> Self {
         Self {
             id,
@@ -87,6 +98,7 @@ impl SessionCtx {
             transport,
             tx,
             close,
+            viewer,
             identity: None,
             platform: String::new(),
             last_typing: None,
@@ -266,6 +278,7 @@ impl SessionCtx {
             platform
         };
         self.platform = platform.clone();
+        *self.viewer.write() = Arc::from(identity.user.as_str());
         let handle = SessionHandle {
             id: self.id,
             user: identity.user.clone(),

@@ -1,5 +1,10 @@
 //! Service-layer tests over the in-memory fakes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod messaging;
 mod writer;
@@ -71,7 +76,14 @@ impl Conn {
         let (tx, rx) = mpsc::channel(64);
         let close = CancellationToken::new();
         let id = env.services.messaging.hub().next_session_id();
-        let ctx = SessionCtx::new(id, Generation::V2, TransportKind::Tcp, tx, close.clone());
+        let ctx = SessionCtx::new(
+            id,
+            Generation::V2,
+            TransportKind::Tcp,
+            tx,
+            close.clone(),
+            im_service::session::viewer_cell(),
+        );
         Self { ctx, rx, close }
     }
 

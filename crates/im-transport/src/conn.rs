@@ -1,0 +1,182 @@
+//! What WebSocket and TCP connections share: the per-session dispatch of
+//! decoded frames and the encoding of outbound items.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use im_core::command::{Event, Reply, cmd};
+use im_core::{ErrorCode, Generation};
+use im_protocol::DecodeError;
+use im_service::session::{TransportKind, ViewerCell, viewer_cell};
+use im_service::{Dispatched, Outbound, SessionCtx};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::Transport;
+
+/// Whether the read loop goes on after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close,
+}
+
+/// One connection's session state, owned by its read loop.
+pub(crate) struct Session {
+    pub(crate) transport: Arc<Transport>,
+    pub(crate) ctx: SessionCtx,
+    pub(crate) tx: mpsc::Sender<Outbound>,
+    pub(crate) close: CancellationToken,
+    pub(crate) viewer: ViewerCell,
+    inflight: Arc<Semaphore>,
+    bad_frames: u32,
+}
+
+impl Session {
+    pub(crate) fn new(
+        transport: Arc<Transport>,
+        generation: Generation,
+        kind: TransportKind,
+    ) -> (Self, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(transport.cfg.outbound_queue.max(1));
+        let close = transport.shutdown.child_token();
+        let viewer = viewer_cell();
+        let id = transport.services.messaging.hub().next_session_id();
+        let ctx = SessionCtx::new(
+            id,
+            generation,
+            kind,
+            tx.clone(),
+            close.clone(),
+            Arc::clone(&viewer),
+        );
+        let inflight = Arc::new(Semaphore::new(transport.cfg.max_inflight_sends.max(1)));
+        (
+            Self {
+                transport,
+                ctx,
+                tx,
+                close,
+                viewer,
+                inflight,
+                bad_frames: 0,
+            },
+            rx,
+        )
+    }
+
+    /// Decodes and dispatches one frame's body.
+    pub(crate) async fn handle(&mut self, command: i32, sequence: u32, body: &[u8]) -> Flow {
+        let req = match im_protocol::decode_request(self.ctx.generation, command, body) {
+            Ok(req) => req,
+            Err(e) => return self.bad_frame(command, sequence, &e).await,
+        };
+        self.bad_frames = 0;
+        let services = Arc::clone(&self.transport.services);
+        match self.ctx.dispatch(&services, req).await {
+            Dispatched::None => Flow::Continue,
+            Dispatched::Reply(reply) => self.reply(sequence, reply).await,
+            Dispatched::Later(fut) => {
+                // Bound the sends awaiting commit; waiting here back-pressures the reader.
+                let Ok(permit) = Arc::clone(&self.inflight).acquire_owned().await else {
+                    return Flow::Close;
+                };
+                let tx = self.tx.clone();
+                self.transport.tracker.spawn(async move {
+                    let reply = fut.await;
+                    let _ = tx
+                        .send(Outbound::Reply {
+                            seq: sequence,
+                            reply,
+                        })
+                        .await;
+                    drop(permit);
+                });
+                Flow::Continue
+            }
+        }
+    }
+
+    /// A frame that is not even an envelope (WebSocket only).
+    pub(crate) async fn bad_envelope(&mut self, e: &DecodeError) -> Flow {
+        self.bad_frame(0, 0, e).await
+    }
+
+    async fn bad_frame(&mut self, command: i32, sequence: u32, e: &DecodeError) -> Flow {
+        self.bad_frames += 1;
+        tracing::debug!(session = self.ctx.id.0, command, error = %e, "undecodable frame");
+        let too_many = self.bad_frames > self.transport.cfg.max_bad_frames;
+        let unknown = cmd::response_of(command).is_none();
+        // On TCP the SDK must never see command numbers it does not know, and
+        // an unknown request has no response command: ignore those there.
+        if !(self.ctx.transport == TransportKind::Tcp && unknown) {
+            let msg = match e {
+                DecodeError::UnknownCommand(_) | DecodeError::NotServerBound(_) => {
+                    "unknown command"
+                }
+                DecodeError::BadEnvelope(_) => "malformed frame",
+                _ => "malformed request body",
+            };
+            let flow = self
+                .reply(
+                    sequence,
+                    Reply::error(command, ErrorCode::InvalidParam, msg),
+                )
+                .await;
+            if flow == Flow::Close {
+                return flow;
+            }
+        }
+        if too_many {
+            tracing::info!(
+                session = self.ctx.id.0,
+                "too many undecodable frames; closing"
+            );
+            Flow::Close
+        } else {
+            Flow::Continue
+        }
+    }
+
+    async fn reply(&self, seq: u32, reply: Reply) -> Flow {
+        match self.tx.send(Outbound::Reply { seq, reply }).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close,
+        }
+    }
+
+    /// Unregisters the session; called once when the read loop ends.
+    pub(crate) fn finish(mut self) {
+        self.ctx.on_close(&self.transport.services);
+        self.close.cancel();
+    }
+}
+
+/// Encodes `out` for `viewer` into `body`; returns (command, sequence, close_after).
+pub(crate) fn encode_outbound(
+    generation: Generation,
+    out: &Outbound,
+    viewer: &str,
+    body: &mut BytesMut,
+) -> (i32, u32, bool) {
+    match out {
+        Outbound::Reply { seq, reply } => (
+            im_protocol::encode_reply(generation, reply, viewer, body),
+            *seq,
+            false,
+        ),
+        Outbound::Event(ev) => {
+            let close = matches!(ev.as_ref(), Event::KickOut { .. });
+            (
+                im_protocol::encode_event(generation, ev, viewer, body),
+                0,
+                close,
+            )
+        }
+    }
+}
+
+/// Most frames coalesced into one write.
+pub(crate) const MAX_COALESCE: usize = 64;
+/// Write once this many bytes are buffered, even if more frames are ready.
+pub(crate) const MAX_COALESCE_BYTES: usize = 256 * 1024;

@@ -1,0 +1,148 @@
+//! The TCP listener (:8082): 16-byte header + bare protobuf body, v2 only.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use im_core::Generation;
+use im_protocol::tcp::{decode_packet, encode_packet};
+use im_service::Outbound;
+use im_service::session::{TransportKind, ViewerCell};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::Transport;
+use crate::conn::{Flow, MAX_COALESCE, MAX_COALESCE_BYTES, Session, encode_outbound};
+
+/// Accepts TCP connections until shutdown.
+pub async fn serve(transport: Arc<Transport>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            () = transport.shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&transport.conn_limit).try_acquire_owned() else {
+            tracing::warn!(%peer, "connection cap reached; refusing tcp connection");
+            drop(stream);
+            continue;
+        };
+        let t = Arc::clone(&transport);
+        transport.tracker.spawn(async move {
+            run(t, stream, permit).await;
+        });
+    }
+}
+
+async fn run(transport: Arc<Transport>, stream: TcpStream, permit: OwnedSemaphorePermit) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, wr) = stream.into_split();
+    let (mut session, out_rx) =
+        Session::new(Arc::clone(&transport), Generation::V2, TransportKind::Tcp);
+    transport.tracker.spawn(writer(
+        wr,
+        out_rx,
+        Arc::clone(&session.viewer),
+        session.close.clone(),
+    ));
+    let cfg = &transport.cfg;
+    let auth_deadline = Instant::now() + cfg.auth_timeout;
+    let mut buf = BytesMut::with_capacity(1024);
+    'conn: loop {
+        loop {
+            match decode_packet(&mut buf, cfg.max_frame_bytes) {
+                Ok(Some(p)) => {
+                    if session
+                        .handle(i32::from(p.command), p.sequence, &p.body)
+                        .await
+                        == Flow::Close
+                    {
+                        break 'conn;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(session = session.ctx.id.0, error = %e, "bad tcp packet; closing");
+                    break 'conn;
+                }
+            }
+        }
+        let deadline = if session.ctx.is_authenticated() {
+            Instant::now() + cfg.idle_timeout
+        } else {
+            auth_deadline
+        };
+        tokio::select! {
+            () = session.close.cancelled() => break,
+            r = tokio::time::timeout_at(deadline, rd.read_buf(&mut buf)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    tracing::debug!(session = session.ctx.id.0, authed = session.ctx.is_authenticated(), "tcp timeout; closing");
+                    break;
+                }
+            },
+        }
+    }
+    session.finish();
+    drop(permit);
+}
+
+async fn writer(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Outbound>,
+    viewer: ViewerCell,
+    close: CancellationToken,
+) {
+    let mut out = BytesMut::with_capacity(512);
+    let mut body = BytesMut::with_capacity(256);
+    'w: loop {
+        let first = tokio::select! {
+            biased;
+            o = rx.recv() => o,
+            () = close.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        let viewer = Arc::clone(&viewer.read());
+        let mut next = Some(first);
+        let mut n = 0;
+        let mut close_after = false;
+        while let Some(o) = next.take() {
+            body.clear();
+            let (command, seq, close_now) = encode_outbound(Generation::V2, &o, &viewer, &mut body);
+            let command = u16::try_from(command).unwrap_or(0);
+            encode_packet(command, seq, &body, &mut out);
+            n += 1;
+            if close_now {
+                close_after = true;
+                break;
+            }
+            if n < MAX_COALESCE && out.len() < MAX_COALESCE_BYTES {
+                next = rx.try_recv().ok();
+            }
+        }
+        if wr.write_all(&out).await.is_err() {
+            break 'w;
+        }
+        out.clear();
+        if out.capacity() > 64 * 1024 {
+            out = BytesMut::with_capacity(512);
+        }
+        if close_after {
+            break 'w;
+        }
+    }
+    let _ = wr.shutdown().await;
+    close.cancel();
+}

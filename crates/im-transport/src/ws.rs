@@ -1,0 +1,366 @@
+//! The WebSocket listener (:8081): `/ws` (default generation, or `?v=1|2`),
+//! `/ws/v1` and `/ws/v2`. One binary frame carries one `WebSocketMessage`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use fastwebsockets::{FragmentCollectorRead, Frame, OpCode, Payload, WebSocket, WebSocketError};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::upgrade::Upgraded;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use im_core::Generation;
+use im_protocol::ws::{decode_envelope, encode_envelope};
+use im_service::Outbound;
+use im_service::session::{TransportKind, ViewerCell};
+use tokio::io::{BufWriter, WriteHalf};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::Transport;
+use crate::conn::{Flow, MAX_COALESCE, MAX_COALESCE_BYTES, Session, encode_outbound};
+
+type Io = TokioIo<Upgraded>;
+type WsWrite = fastwebsockets::WebSocketWrite<BufWriter<WriteHalf<Io>>>;
+
+/// Close codes we send.
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_POLICY: u16 = 1008;
+
+/// Which generation a request path (and query) selects, if it is ours.
+pub fn generation_for(
+    path: &str,
+    query: Option<&str>,
+    default: Generation,
+) -> Result<Generation, &'static str> {
+    let by_path = match path.trim_end_matches('/') {
+        "/ws" => None,
+        "/ws/v1" => Some(Generation::V1),
+        "/ws/v2" => Some(Generation::V2),
+        _ => return Err("not found"),
+    };
+    let mut by_query = None;
+    for pair in query.unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == "v" || k == "proto" {
+            by_query = Some(match v {
+                "1" => Generation::V1,
+                "2" => Generation::V2,
+                _ => return Err("v must be 1 or 2"),
+            });
+        }
+    }
+    match (by_path, by_query) {
+        (Some(p), Some(q)) if p != q => Err("path and ?v= disagree"),
+        (Some(p), _) => Ok(p),
+        (None, Some(q)) => Ok(q),
+        (None, None) => Ok(default),
+    }
+}
+
+fn plain(status: StatusCode, msg: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(msg.as_bytes())));
+    *r.status_mut() = status;
+    r
+}
+
+/// Accepts WebSocket connections until shutdown.
+pub async fn serve(transport: Arc<Transport>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            () = transport.shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, _peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "ws accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let t = Arc::clone(&transport);
+        transport.tracker.spawn(async move {
+            let svc = service_fn(move |req| upgrade(Arc::clone(&t), req));
+            let conn = http1::Builder::new()
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "ws http connection ended with error");
+            }
+        });
+    }
+}
+
+async fn upgrade(
+    transport: Arc<Transport>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let generation = match generation_for(
+        req.uri().path(),
+        req.uri().query(),
+        transport.cfg.ws_default_generation,
+    ) {
+        Ok(g) => g,
+        Err("not found") => return Ok(plain(StatusCode::NOT_FOUND, "not found")),
+        Err(e) => return Ok(plain(StatusCode::BAD_REQUEST, e)),
+    };
+    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        return Ok(plain(
+            StatusCode::UPGRADE_REQUIRED,
+            "websocket upgrade required",
+        ));
+    }
+    let Ok(permit) = Arc::clone(&transport.conn_limit).try_acquire_owned() else {
+        tracing::warn!("connection cap reached; refusing websocket");
+        return Ok(plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections",
+        ));
+    };
+    let (resp, fut) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(x) => x,
+        Err(_) => return Ok(plain(StatusCode::BAD_REQUEST, "bad websocket upgrade")),
+    };
+    let t = Arc::clone(&transport);
+    transport.tracker.spawn(async move {
+        match fut.await {
+            Ok(ws) => run(t, ws, generation, permit).await,
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    Ok(resp.map(|_| Full::new(Bytes::new())))
+}
+
+/// Control frames the read half asks the writer to send.
+enum Control {
+    Frame(OpCode, Vec<u8>),
+    Close(u16, &'static str),
+}
+
+async fn run(
+    transport: Arc<Transport>,
+    mut ws: WebSocket<Io>,
+    generation: Generation,
+    permit: OwnedSemaphorePermit,
+) {
+    let cfg = &transport.cfg;
+    ws.set_max_message_size(cfg.max_frame_bytes);
+    ws.set_auto_pong(true);
+    ws.set_auto_close(true);
+    let (rd, wr) = ws.split(|s| {
+        let (r, w) = tokio::io::split(s);
+        (r, BufWriter::with_capacity(4096, w))
+    });
+    let mut rd = FragmentCollectorRead::new(rd);
+    let (mut session, out_rx) =
+        Session::new(Arc::clone(&transport), generation, TransportKind::WebSocket);
+    let (ctl_tx, ctl_rx) = mpsc::channel::<Control>(8);
+    transport.tracker.spawn(writer(
+        wr,
+        out_rx,
+        ctl_rx,
+        Arc::clone(&session.viewer),
+        session.close.clone(),
+        generation,
+        cfg.ping_interval,
+    ));
+    let auth_deadline = Instant::now() + cfg.auth_timeout;
+    let mut send_fn = |frame: Frame<'_>| {
+        let tx = ctl_tx.clone();
+        let owned = Control::Frame(frame.opcode, frame.payload.to_vec());
+        async move {
+            tx.send(owned)
+                .await
+                .map_err(|_| std::io::Error::other("websocket writer gone"))
+        }
+    };
+    let close_reason = loop {
+        let authed = session.ctx.is_authenticated();
+        let deadline = if authed {
+            Instant::now() + cfg.idle_timeout
+        } else {
+            auth_deadline
+        };
+        let frame = tokio::select! {
+            () = session.close.cancelled() => break None,
+            r = tokio::time::timeout_at(deadline, rd.read_frame(&mut send_fn)) => r,
+        };
+        let frame = match frame {
+            Err(_) => {
+                tracing::debug!(
+                    session = session.ctx.id.0,
+                    authed,
+                    "websocket timeout; closing"
+                );
+                break Some((
+                    CLOSE_POLICY,
+                    if authed {
+                        "idle timeout"
+                    } else {
+                        "auth timeout"
+                    },
+                ));
+            }
+            Ok(Err(WebSocketError::FrameTooLarge)) => break Some((1009, "frame too large")),
+            Ok(Err(e)) => {
+                tracing::debug!(session = session.ctx.id.0, error = %e, "websocket read ended");
+                break None;
+            }
+            Ok(Ok(f)) => f,
+        };
+        match frame.opcode {
+            // The SDK parses text frames as protobuf too; be as lenient.
+            OpCode::Binary | OpCode::Text => {
+                let flow = match decode_envelope(&frame.payload) {
+                    Ok(env) => session.handle(env.command, env.sequence, &env.body).await,
+                    Err(e) => session.bad_envelope(&e).await,
+                };
+                if flow == Flow::Close {
+                    break Some((CLOSE_POLICY, "too many bad frames"));
+                }
+            }
+            OpCode::Close => break None,
+            OpCode::Ping | OpCode::Pong | OpCode::Continuation => {}
+        }
+    };
+    if let Some((code, reason)) = close_reason {
+        let _ = ctl_tx.send(Control::Close(code, reason)).await;
+    }
+    drop(ctl_tx);
+    session.finish();
+    drop(permit);
+}
+
+async fn write_outbound(
+    wr: &mut WsWrite,
+    generation: Generation,
+    o: &Outbound,
+    viewer: &str,
+    body: &mut BytesMut,
+    frame: &mut BytesMut,
+) -> Result<(bool, usize), WebSocketError> {
+    body.clear();
+    frame.clear();
+    let (command, seq, close_after) = encode_outbound(generation, o, viewer, body);
+    encode_envelope(command, seq, body, 0, frame);
+    let len = frame.len();
+    wr.write_frame(Frame::binary(Payload::Borrowed(frame)))
+        .await?;
+    Ok((close_after, len))
+}
+
+async fn writer(
+    mut wr: WsWrite,
+    mut rx: mpsc::Receiver<Outbound>,
+    mut ctl: mpsc::Receiver<Control>,
+    viewer: ViewerCell,
+    close: CancellationToken,
+    generation: Generation,
+    ping_every: std::time::Duration,
+) {
+    let mut body = BytesMut::with_capacity(256);
+    let mut frame = BytesMut::with_capacity(256);
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    let end: Option<(u16, &'static str)> = loop {
+        tokio::select! {
+            biased;
+            c = ctl.recv() => match c {
+                Some(Control::Frame(op, payload)) => {
+                    let f = Frame::new(true, op, None, Payload::Owned(payload));
+                    if wr.write_frame(f).await.is_err() || wr.flush().await.is_err() {
+                        break None;
+                    }
+                    if op == OpCode::Close {
+                        break None;
+                    }
+                }
+                Some(Control::Close(code, reason)) => break Some((code, reason)),
+                None => break None,
+            },
+            o = rx.recv() => {
+                let Some(first) = o else { break Some((CLOSE_NORMAL, "")) };
+                let viewer = Arc::clone(&viewer.read());
+                let mut next = Some(first);
+                let mut n = 0usize;
+                let mut written = 0usize;
+                let mut kicked = false;
+                let mut failed = false;
+                while let Some(o) = next.take() {
+                    match write_outbound(&mut wr, generation, &o, &viewer, &mut body, &mut frame).await {
+                        Ok((true, _)) => { kicked = true; break; }
+                        Ok((false, len)) => written += len,
+                        Err(_) => { failed = true; break; }
+                    }
+                    n += 1;
+                    if n < MAX_COALESCE && written < MAX_COALESCE_BYTES {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                if failed || wr.flush().await.is_err() {
+                    break None;
+                }
+                if kicked {
+                    break Some((CLOSE_POLICY, "kicked out"));
+                }
+                if body.capacity() > 64 * 1024 { body = BytesMut::with_capacity(256); }
+                if frame.capacity() > 64 * 1024 { frame = BytesMut::with_capacity(256); }
+            }
+            _ = ping.tick() => {
+                let f = Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[]));
+                if wr.write_frame(f).await.is_err() || wr.flush().await.is_err() {
+                    break None;
+                }
+            }
+            () = close.cancelled() => break Some((CLOSE_GOING_AWAY, "closing")),
+        }
+    };
+    if let Some((code, reason)) = end {
+        let _ = wr.write_frame(Frame::close(code, reason.as_bytes())).await;
+        let _ = wr.flush().await;
+    }
+    close.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_query_select_generation() {
+        let d = Generation::V1;
+        assert_eq!(generation_for("/ws", None, d), Ok(Generation::V1));
+        assert_eq!(
+            generation_for("/ws", Some("token=abc"), Generation::V2),
+            Ok(Generation::V2)
+        );
+        assert_eq!(
+            generation_for("/ws", Some("v=2&token=x"), d),
+            Ok(Generation::V2)
+        );
+        assert_eq!(
+            generation_for("/ws", Some("proto=1&token=x"), Generation::V2),
+            Ok(Generation::V1)
+        );
+        assert_eq!(
+            generation_for("/ws/v2", Some("token=x"), d),
+            Ok(Generation::V2)
+        );
+        assert_eq!(
+            generation_for("/ws/v1/", None, Generation::V2),
+            Ok(Generation::V1)
+        );
+        assert!(generation_for("/ws/v1", Some("v=2"), d).is_err());
+        assert!(generation_for("/ws", Some("v=3"), d).is_err());
+        assert_eq!(generation_for("/other", None, d), Err("not found"));
+    }
+}
