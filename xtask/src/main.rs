@@ -1,1 +1,61 @@
-fn main() {}
+//! `cargo xtask <command>`: see `xtask/src/lib.rs`.
+
+use std::process::ExitCode;
+
+use xtask::tidy::{Workspace, check};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  tidy    check the dependency direction between crates (docs/architecture.md)
+          and that every crate inherits the workspace lints and dependencies
+  help    print this message";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["tidy"] => tidy(),
+        ["help" | "-h" | "--help"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        [] => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+        _ => {
+            eprintln!(
+                "error: unknown command or arguments: {}\n\n{USAGE}",
+                args.join(" ")
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn tidy() -> ExitCode {
+    let root = xtask::workspace_root();
+    let ws = match Workspace::load(&root) {
+        Ok(ws) => ws,
+        Err(e) => {
+            eprintln!("tidy: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let problems = check(&ws);
+    if problems.is_empty() {
+        println!("tidy: {} manifests ok", ws.members.len());
+        return ExitCode::SUCCESS;
+    }
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    eprintln!(
+        "tidy: {} problem(s) in {} manifests",
+        problems.len(),
+        ws.members.len()
+    );
+    ExitCode::FAILURE
+}

@@ -1,0 +1,15 @@
+//! Project chores, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
+//!
+//! * `tidy`: the dependency direction of `docs/architecture.md` and manifest
+//!   hygiene; also run by `cargo test --workspace` (`xtask/tests/tidy.rs`).
+
+use std::path::{Path, PathBuf};
+
+pub mod tidy;
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent()
+        .map_or_else(|| here.to_path_buf(), Path::to_path_buf)
+}
