@@ -223,9 +223,13 @@ async fn read_loop(
                 // purpose. Continuations are absorbed by the collector.
                 OpCode::Ping | OpCode::Continuation => continue,
             },
-            Err(WebSocketError::UnexpectedEOF | WebSocketError::ConnectionClosed) => {
-                Item::Closed(None)
-            }
+            // SendError: echoing the server's close frame failed because the
+            // server already dropped the socket: closed all the same.
+            Err(
+                WebSocketError::UnexpectedEOF
+                | WebSocketError::ConnectionClosed
+                | WebSocketError::SendError(_),
+            ) => Item::Closed(None),
             Err(WebSocketError::IoError(e)) => match from_io(e) {
                 ClientError::Closed => Item::Closed(None),
                 other => Item::Failed(other),

@@ -145,6 +145,9 @@ impl ConversationId {
         let rest = raw
             .strip_prefix("single_")
             .ok_or(IdError::BadConversation)?;
+        if !rest.contains('_') {
+            return Err(IdError::BadConversation);
+        }
         let me = user.as_str();
         // user is the first (smaller) id: single_<me>_<peer>
         if let Some(peer) = rest.strip_prefix(me).and_then(|r| r.strip_prefix('_')) {
@@ -259,6 +262,14 @@ mod tests {
             Err(IdError::BadConversation)
         );
         assert!(ConversationId::parse_for("group_g1", &me).is_ok());
+        assert_eq!(
+            ConversationId::parse_for("single_alice", &me),
+            Err(IdError::BadConversation)
+        );
+        assert_eq!(
+            ConversationId::parse_for("single_alice", &me),
+            Err(IdError::BadConversation)
+        );
         assert!(ConversationId::parse_for("group_", &me).is_err());
     }
 

@@ -74,6 +74,7 @@ pub async fn serve(transport: Arc<Transport>, listener: TcpListener) {
         transport.tracker.spawn(async move {
             let svc = service_fn(move |req| route(Arc::clone(&t), req));
             let conn = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(std::time::Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
