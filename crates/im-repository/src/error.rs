@@ -1,0 +1,136 @@
+//! Mapping of diesel, pool and runtime errors to [`StoreError`] at the
+//! adapter boundary: nothing diesel-typed leaves this crate.
+
+use diesel::result::{ConnectionError, DatabaseErrorKind, Error as DieselError};
+use im_core::StoreError;
+
+/// The internal error of store code: a diesel error (mapped late, so the
+/// transaction helpers can require `From<diesel::result::Error>`) or an
+/// already-mapped store error.
+#[derive(Debug)]
+pub(crate) enum RepoError {
+    Diesel(DieselError),
+    Store(StoreError),
+}
+
+impl From<DieselError> for RepoError {
+    fn from(e: DieselError) -> Self {
+        Self::Diesel(e)
+    }
+}
+
+impl From<StoreError> for RepoError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<RepoError> for StoreError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::Diesel(e) => map_diesel(e),
+            RepoError::Store(e) => e,
+        }
+    }
+}
+
+/// True for SQLite's "database is locked" / "busy" family (SQLITE_BUSY,
+/// SQLITE_LOCKED), which diesel reports as `DatabaseErrorKind::Unknown`.
+fn is_busy(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("database is locked") || m.contains("database table is locked") || m.contains("busy")
+}
+
+/// Maps a diesel query error: unique violations and serialization failures
+/// are [`StoreError::Conflict`], lost connections and lock timeouts are
+/// [`StoreError::Unavailable`], the rest [`StoreError::Other`].
+pub(crate) fn map_diesel(e: DieselError) -> StoreError {
+    match e {
+        DieselError::DatabaseError(kind, info) => {
+            let msg = info.message().to_owned();
+            match kind {
+                DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure => {
+                    StoreError::Conflict(msg)
+                }
+                DatabaseErrorKind::ClosedConnection
+                | DatabaseErrorKind::UnableToSendCommand
+                | DatabaseErrorKind::ReadOnlyTransaction => StoreError::Unavailable(msg),
+                _ if is_busy(&msg) => StoreError::Unavailable(msg),
+                _ => StoreError::Other(msg),
+            }
+        }
+        DieselError::BrokenTransactionManager => {
+            StoreError::Unavailable("broken transaction manager".into())
+        }
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+/// Maps a failure to open a connection: always [`StoreError::Unavailable`].
+pub(crate) fn map_connection(e: ConnectionError) -> StoreError {
+    StoreError::Unavailable(format!("cannot connect: {e}"))
+}
+
+/// Maps a failure to check a connection out of the reader pool.
+pub(crate) fn map_pool(e: diesel_async::pooled_connection::deadpool::PoolError) -> StoreError {
+    use diesel_async::pooled_connection::PoolError as Backend;
+    use diesel_async::pooled_connection::deadpool::PoolError;
+    match e {
+        PoolError::Backend(Backend::ConnectionError(e)) => map_connection(e),
+        PoolError::Backend(Backend::QueryError(e)) => map_diesel(e),
+        other => StoreError::Unavailable(format!("reader pool: {other}")),
+    }
+}
+
+/// Maps a failed blocking/spawned task (panic or runtime shutdown).
+pub(crate) fn map_join(e: tokio::task::JoinError) -> StoreError {
+    if e.is_cancelled() {
+        StoreError::Unavailable("store task cancelled (runtime shutting down?)".into())
+    } else {
+        StoreError::Other(format!("store task panicked: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(kind: DatabaseErrorKind, msg: &str) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new(msg.to_owned()))
+    }
+
+    #[test]
+    fn kinds_map_to_store_errors() {
+        assert!(matches!(
+            map_diesel(db(
+                DatabaseErrorKind::UniqueViolation,
+                "UNIQUE constraint failed"
+            )),
+            StoreError::Conflict(_)
+        ));
+        assert!(matches!(
+            map_diesel(db(DatabaseErrorKind::SerializationFailure, "x")),
+            StoreError::Conflict(_)
+        ));
+        assert!(matches!(
+            map_diesel(db(DatabaseErrorKind::Unknown, "database is locked")),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            map_diesel(db(DatabaseErrorKind::ClosedConnection, "gone")),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            map_diesel(db(DatabaseErrorKind::ForeignKeyViolation, "FOREIGN KEY")),
+            StoreError::Other(_)
+        ));
+        assert!(matches!(
+            map_diesel(DieselError::NotFound),
+            StoreError::Other(_)
+        ));
+        assert!(matches!(
+            StoreError::from(RepoError::from(StoreError::Conflict("c".into()))),
+            StoreError::Conflict(_)
+        ));
+    }
+}

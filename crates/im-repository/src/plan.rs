@@ -1,0 +1,478 @@
+//! Backend-neutral planning of one `append` batch.
+//!
+//! A backend runs the I/O in one transaction and asks the plan what to write:
+//!
+//! 1. [`lookup_keys`]: the distinct (sender, client_msg_id) pairs to look up;
+//! 2. [`BatchPlan::new`] with what the lookup found: dedupe against the store
+//!    and within the batch (first occurrence wins);
+//! 3. [`BatchPlan::counter_demand`] -> advance the conversation counters (in
+//!    that sorted order: the lock order of multi-writer backends) ->
+//!    [`BatchPlan::assign_seqs`] with the new heads;
+//! 4. [`BatchPlan::message_rows`] -> insert;
+//! 5. [`BatchPlan::cursor_demand`] -> advance the user cursors (sorted) ->
+//!    [`BatchPlan::inbox_rows`] with the new heads -> insert;
+//! 6. [`BatchPlan::membership_rows`] -> insert-or-ignore;
+//! 7. commit, then [`BatchPlan::into_results`].
+//!
+//! Counters are advanced by the number of new messages (or inbox entries) and
+//! return the new head `h`; the batch then owns `h - n + 1 ..= h`. This makes
+//! allocation one upsert per counter row, with no read-modify-write race on
+//! backends whose upsert locks the row.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use im_core::StoreError;
+use im_core::model::{NewMessage, StoredMessage};
+use im_core::ports::Appended;
+
+use crate::models::{InboxRow, MembershipRow, NewMessageRow};
+
+/// (sender_id, client_msg_id): the idempotency key of a send.
+pub(crate) type ClientKey<'a> = (&'a str, &'a str);
+
+/// The idempotency key of `m`.
+pub(crate) fn client_key(m: &NewMessage) -> ClientKey<'_> {
+    (m.sender_id.as_str(), m.client_msg_id.as_str())
+}
+
+/// The distinct idempotency keys of `batch`, in first-occurrence order.
+pub(crate) fn lookup_keys(batch: &[NewMessage]) -> Vec<ClientKey<'_>> {
+    let mut seen = BTreeSet::new();
+    batch
+        .iter()
+        .map(client_key)
+        .filter(|k| seen.insert(*k))
+        .collect()
+}
+
+/// How one input of the batch resolves.
+#[derive(Debug)]
+enum Slot {
+    /// Stored by this batch: index into `BatchPlan::new`.
+    New(usize),
+    /// Already in the store.
+    Existing(Box<StoredMessage>),
+    /// A later occurrence of the key first seen at this batch index.
+    SameAs(usize),
+}
+
+/// How far one conversation counter must advance, with the times of the
+/// batch's messages in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CounterDemand<'a> {
+    pub conversation_id: &'a str,
+    /// Type of the first new message of the conversation in the batch.
+    pub conversation_type: i32,
+    /// Number of new messages (> 0).
+    pub count: i64,
+    /// Smallest `server_time` of those messages.
+    pub first_time: i64,
+    /// Largest `server_time` of those messages.
+    pub last_time: i64,
+}
+
+/// The plan of one batch. See the module docs for the protocol.
+#[derive(Debug)]
+pub(crate) struct BatchPlan<'a> {
+    batch: &'a [NewMessage],
+    slots: Vec<Slot>,
+    /// Batch indexes of the messages to store, in batch order.
+    new: Vec<usize>,
+    /// Seqs of `new`, once assigned.
+    seqs: Vec<i64>,
+}
+
+fn missing(what: &str) -> StoreError {
+    StoreError::Other(format!("append plan: {what}"))
+}
+
+impl<'a> BatchPlan<'a> {
+    /// Dedupes `batch` against `existing` (what the store holds for the keys
+    /// of [`lookup_keys`]) and within itself.
+    pub(crate) fn new(
+        batch: &'a [NewMessage],
+        mut existing: HashMap<(String, String), StoredMessage>,
+    ) -> Self {
+        let mut first: HashMap<ClientKey<'a>, usize> = HashMap::with_capacity(batch.len());
+        let mut slots = Vec::with_capacity(batch.len());
+        let mut new = Vec::with_capacity(batch.len());
+        for (i, m) in batch.iter().enumerate() {
+            let key = client_key(m);
+            if let Some(&j) = first.get(&key) {
+                slots.push(Slot::SameAs(j));
+                continue;
+            }
+            first.insert(key, i);
+            match existing.remove(&(key.0.to_owned(), key.1.to_owned())) {
+                Some(orig) => slots.push(Slot::Existing(Box::new(orig))),
+                None => {
+                    slots.push(Slot::New(new.len()));
+                    new.push(i);
+                }
+            }
+        }
+        Self {
+            batch,
+            slots,
+            new,
+            seqs: Vec::new(),
+        }
+    }
+
+    /// Whether the batch stores anything (false: all duplicates, or empty).
+    pub(crate) fn has_new(&self) -> bool {
+        !self.new.is_empty()
+    }
+
+    /// Number of messages this batch stores.
+    pub(crate) fn new_count(&self) -> usize {
+        self.new.len()
+    }
+
+    fn new_messages(&self) -> impl Iterator<Item = &'a NewMessage> + '_ {
+        let batch = self.batch;
+        self.new.iter().filter_map(move |&i| batch.get(i))
+    }
+
+    /// The conversation counters to advance, sorted by conversation id.
+    pub(crate) fn counter_demand(&self) -> Vec<CounterDemand<'a>> {
+        let mut by_conv: BTreeMap<&'a str, CounterDemand<'a>> = BTreeMap::new();
+        for m in self.new_messages() {
+            by_conv
+                .entry(m.conversation_id.as_str())
+                .and_modify(|d| {
+                    d.count += 1;
+                    d.first_time = d.first_time.min(m.server_time);
+                    d.last_time = d.last_time.max(m.server_time);
+                })
+                .or_insert(CounterDemand {
+                    conversation_id: &m.conversation_id,
+                    conversation_type: m.conversation_type.code(),
+                    count: 1,
+                    first_time: m.server_time,
+                    last_time: m.server_time,
+                });
+        }
+        by_conv.into_values().collect()
+    }
+
+    /// Assigns seqs from the counters' new heads (conversation id -> max_seq
+    /// after advancing by [`CounterDemand::count`]).
+    pub(crate) fn assign_seqs(&mut self, heads: &HashMap<String, i64>) -> Result<(), StoreError> {
+        let demand = self.counter_demand();
+        // next seq to hand out per conversation
+        let mut next: HashMap<&str, i64> = HashMap::with_capacity(demand.len());
+        for d in &demand {
+            let head = heads
+                .get(d.conversation_id)
+                .ok_or_else(|| missing("conversation counter not returned"))?;
+            next.insert(d.conversation_id, head - d.count + 1);
+        }
+        let mut seqs = Vec::with_capacity(self.new.len());
+        for m in self.new_messages() {
+            let n = next
+                .get_mut(m.conversation_id.as_str())
+                .ok_or_else(|| missing("conversation without demand"))?;
+            seqs.push(*n);
+            *n += 1;
+        }
+        self.seqs = seqs;
+        Ok(())
+    }
+
+    fn check_seqs(&self) -> Result<(), StoreError> {
+        if self.seqs.len() == self.new.len() {
+            Ok(())
+        } else {
+            Err(missing("seqs not assigned"))
+        }
+    }
+
+    /// The rows to insert into `messages` (after [`Self::assign_seqs`]).
+    pub(crate) fn message_rows(&self) -> Result<Vec<NewMessageRow<'a>>, StoreError> {
+        self.check_seqs()?;
+        Ok(self
+            .new_messages()
+            .zip(self.seqs.iter())
+            .map(|(m, &seq)| NewMessageRow::new(m, seq))
+            .collect())
+    }
+
+    /// Distinct participants of a message, in their given order.
+    fn participants(m: &'a NewMessage) -> impl Iterator<Item = &'a str> {
+        let mut seen = BTreeSet::new();
+        m.participants
+            .iter()
+            .map(|p| p.as_str())
+            .filter(move |p| seen.insert(*p))
+    }
+
+    /// The user cursors to advance and by how much, sorted by user id.
+    pub(crate) fn cursor_demand(&self) -> Vec<(&'a str, i64)> {
+        let mut by_user: BTreeMap<&'a str, i64> = BTreeMap::new();
+        for m in self.new_messages() {
+            for p in Self::participants(m) {
+                *by_user.entry(p).or_insert(0) += 1;
+            }
+        }
+        by_user.into_iter().collect()
+    }
+
+    /// The inbox rows, from the cursors' new heads (user id -> head after
+    /// advancing by the [`Self::cursor_demand`] count). Per user, cursors
+    /// follow batch order.
+    pub(crate) fn inbox_rows(
+        &self,
+        heads: &HashMap<String, i64>,
+    ) -> Result<Vec<InboxRow<'a>>, StoreError> {
+        self.check_seqs()?;
+        let demand = self.cursor_demand();
+        let mut next: HashMap<&str, i64> = HashMap::with_capacity(demand.len());
+        for (user, count) in &demand {
+            let head = heads
+                .get(*user)
+                .ok_or_else(|| missing("user cursor not returned"))?;
+            next.insert(user, head - count + 1);
+        }
+        let mut rows = Vec::new();
+        for (m, &seq) in self.new_messages().zip(self.seqs.iter()) {
+            for p in Self::participants(m) {
+                let n = next
+                    .get_mut(p)
+                    .ok_or_else(|| missing("participant without demand"))?;
+                rows.push(InboxRow {
+                    user_id: p,
+                    cursor_pos: *n,
+                    conversation_id: &m.conversation_id,
+                    seq,
+                });
+                *n += 1;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// One membership row per distinct (participant, conversation), sorted.
+    pub(crate) fn membership_rows(&self) -> Vec<MembershipRow<'a>> {
+        let mut pairs: BTreeMap<(&'a str, &'a str), i64> = BTreeMap::new();
+        for m in self.new_messages() {
+            for p in Self::participants(m) {
+                pairs
+                    .entry((p, m.conversation_id.as_str()))
+                    .or_insert(m.server_time);
+            }
+        }
+        pairs
+            .into_iter()
+            .map(|((user_id, conversation_id), at)| MembershipRow {
+                user_id,
+                conversation_id,
+                created_at: at,
+                updated_at: at,
+            })
+            .collect()
+    }
+
+    /// One result per input, in input order (after commit).
+    pub(crate) fn into_results(self) -> Result<Vec<Appended>, StoreError> {
+        if self.has_new() {
+            self.check_seqs()?;
+        }
+        let batch = self.batch;
+        let new = self.new;
+        let seqs = self.seqs;
+        let stored_new = |k: usize| -> Result<StoredMessage, StoreError> {
+            let m = new
+                .get(k)
+                .and_then(|&i| batch.get(i))
+                .ok_or_else(|| missing("new index out of range"))?;
+            let seq = *seqs.get(k).ok_or_else(|| missing("seq out of range"))?;
+            Ok(StoredMessage::from_new(m, seq))
+        };
+        let mut out: Vec<Appended> = Vec::with_capacity(self.slots.len());
+        for slot in self.slots {
+            let appended = match slot {
+                Slot::New(k) => Appended {
+                    message: stored_new(k)?,
+                    duplicate: false,
+                },
+                Slot::Existing(message) => Appended {
+                    message: *message,
+                    duplicate: true,
+                },
+                // `j` < current index and is a first occurrence, so it is
+                // already in `out`.
+                Slot::SameAs(j) => Appended {
+                    message: out
+                        .get(j)
+                        .map(|a| a.message.clone())
+                        .ok_or_else(|| missing("duplicate of an unknown index"))?,
+                    duplicate: true,
+                },
+            };
+            out.push(appended);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use im_core::{ConversationType, UserId};
+
+    use super::*;
+
+    fn msg(sender: &str, cid: &str, conv: &str, participants: &[&str], t: i64) -> NewMessage {
+        NewMessage {
+            server_msg_id: format!("srv-{sender}-{cid}"),
+            client_msg_id: cid.into(),
+            conversation_id: conv.into(),
+            conversation_type: ConversationType::Single,
+            sender_id: UserId::parse(sender).unwrap(),
+            receiver_id: String::new(),
+            group_id: String::new(),
+            message_type: 1,
+            content: Bytes::from_static(b"x"),
+            send_time: t,
+            server_time: t,
+            extra: String::new(),
+            participants: participants
+                .iter()
+                .map(|p| UserId::parse(*p).unwrap())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn lookup_keys_are_distinct_in_order() {
+        let b = vec![
+            msg("a", "1", "c", &[], 0),
+            msg("b", "1", "c", &[], 0),
+            msg("a", "1", "c", &[], 0),
+            msg("a", "2", "c", &[], 0),
+        ];
+        assert_eq!(lookup_keys(&b), vec![("a", "1"), ("b", "1"), ("a", "2")]);
+    }
+
+    #[test]
+    fn full_plan() {
+        let b = vec![
+            msg("a", "1", "single_a_b", &["a", "b"], 10),
+            msg("b", "1", "single_a_b", &["b", "a", "b"], 11),
+            msg("a", "1", "single_a_b", &["a", "b"], 12), // dup of #0
+            msg("a", "2", "group_g", &["a", "b", "c"], 13),
+            msg("c", "old", "group_g", &["c"], 14), // dup of store
+            msg("a", "3", "single_a_b", &["a", "b"], 15),
+        ];
+        let mut original = StoredMessage::from_new(b.get(4).unwrap(), 7);
+        original.server_msg_id = "orig".into();
+        let existing = HashMap::from([(("c".to_owned(), "old".to_owned()), original.clone())]);
+        let mut plan = BatchPlan::new(&b, existing);
+        assert_eq!(plan.new_count(), 4);
+
+        let demand = plan.counter_demand();
+        assert_eq!(
+            demand,
+            vec![
+                CounterDemand {
+                    conversation_id: "group_g",
+                    conversation_type: 1,
+                    count: 1,
+                    first_time: 13,
+                    last_time: 13
+                },
+                CounterDemand {
+                    conversation_id: "single_a_b",
+                    conversation_type: 1,
+                    count: 3,
+                    first_time: 10,
+                    last_time: 15
+                },
+            ]
+        );
+        // single_a_b had max 5 -> now 8; group_g is new -> 1
+        plan.assign_seqs(&HashMap::from([
+            ("single_a_b".to_owned(), 8),
+            ("group_g".to_owned(), 1),
+        ]))
+        .unwrap();
+        let rows = plan.message_rows().unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![6, 7, 1, 8]
+        );
+
+        assert_eq!(plan.cursor_demand(), vec![("a", 4), ("b", 4), ("c", 1)]);
+        let inbox = plan
+            .inbox_rows(&HashMap::from([
+                ("a".to_owned(), 4),
+                ("b".to_owned(), 14),
+                ("c".to_owned(), 1),
+            ]))
+            .unwrap();
+        let for_user = |u: &str| {
+            inbox
+                .iter()
+                .filter(|r| r.user_id == u)
+                .map(|r| (r.cursor_pos, r.seq))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(for_user("a"), vec![(1, 6), (2, 7), (3, 1), (4, 8)]);
+        assert_eq!(for_user("b"), vec![(11, 6), (12, 7), (13, 1), (14, 8)]);
+        assert_eq!(for_user("c"), vec![(1, 1)]);
+
+        let members = plan.membership_rows();
+        assert_eq!(
+            members
+                .iter()
+                .map(|m| (m.user_id, m.conversation_id, m.created_at))
+                .collect::<Vec<_>>(),
+            vec![
+                ("a", "group_g", 13),
+                ("a", "single_a_b", 10),
+                ("b", "group_g", 13),
+                ("b", "single_a_b", 10),
+                ("c", "group_g", 13),
+            ]
+        );
+
+        let res = plan.into_results().unwrap();
+        let summary: Vec<(i64, bool)> = res.iter().map(|a| (a.message.seq, a.duplicate)).collect();
+        assert_eq!(
+            summary,
+            vec![
+                (6, false),
+                (7, false),
+                (6, true),
+                (1, false),
+                (7, true),
+                (8, false)
+            ]
+        );
+        assert_eq!(res.get(2).unwrap().message, res.first().unwrap().message);
+        assert_eq!(res.get(4).unwrap().message, original);
+    }
+
+    #[test]
+    fn in_batch_duplicate_of_stored_message_returns_original() {
+        let b = vec![msg("a", "1", "c", &["a"], 0), msg("a", "1", "c", &["a"], 0)];
+        let orig = StoredMessage::from_new(b.first().unwrap(), 3);
+        let plan = BatchPlan::new(
+            &b,
+            HashMap::from([(("a".to_owned(), "1".to_owned()), orig.clone())]),
+        );
+        assert!(!plan.has_new());
+        let res = plan.into_results().unwrap();
+        assert!(res.iter().all(|a| a.duplicate && a.message == orig));
+    }
+
+    #[test]
+    fn missing_head_is_an_error() {
+        let b = vec![msg("a", "1", "c", &["a"], 0)];
+        let mut plan = BatchPlan::new(&b, HashMap::new());
+        assert!(plan.assign_seqs(&HashMap::new()).is_err());
+        assert!(plan.message_rows().is_err());
+        assert!(plan.into_results().is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! Backend-neutral diesel schema, mirroring `migrations/{sqlite,postgres,mysql}`.
+//!
+//! Written by hand (no `diesel print-schema`): the three migration folders must
+//! produce these columns with these SQL types on every backend.
+
+diesel::table! {
+    /// One row per conversation: the gapless per-conversation seq counter.
+    conversations (conversation_id) {
+        conversation_id -> Text,
+        conversation_type -> Integer,
+        max_seq -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Every stored message.
+    messages (id) {
+        id -> BigInt,
+        server_msg_id -> Text,
+        client_msg_id -> Text,
+        conversation_id -> Text,
+        conversation_type -> Integer,
+        sender_id -> Text,
+        receiver_id -> Text,
+        group_id -> Text,
+        message_type -> Integer,
+        content -> Binary,
+        send_time -> BigInt,
+        server_time -> BigInt,
+        seq -> BigInt,
+        extra -> Text,
+        revoked_by -> Nullable<Text>,
+        revoked_time -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// The highest inbox cursor handed out per user.
+    user_cursors (user_id) {
+        user_id -> Text,
+        head -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// One row per (participant, new message), keyed by the per-user cursor.
+    user_inbox (user_id, cursor_pos) {
+        user_id -> Text,
+        cursor_pos -> BigInt,
+        conversation_id -> Text,
+        seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Which conversations a user takes part in.
+    user_conversations (user_id, conversation_id) {
+        user_id -> Text,
+        conversation_id -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// MSG_ACK delivered cursor per (user, device, conversation).
+    deliveries (user_id, device_id, conversation_id) {
+        user_id -> Text,
+        device_id -> Text,
+        conversation_id -> Text,
+        seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Users seen by the server.
+    users (user_id) {
+        user_id -> Text,
+        created_at -> BigInt,
+        last_seen -> BigInt,
+    }
+}
+
+diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(user_conversations -> conversations (conversation_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    conversations,
+    messages,
+    user_cursors,
+    user_inbox,
+    user_conversations,
+    deliveries,
+    users,
+);

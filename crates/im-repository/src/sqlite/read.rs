@@ -1,0 +1,156 @@
+//! Read queries. Each is a function returning the diesel query, so the
+//! store runs exactly what the query-plan tests check.
+
+use diesel::dsl::{AsSelect, auto_type};
+use diesel::prelude::*;
+use diesel::sqlite::Sqlite;
+
+use crate::models::MessageRow;
+use crate::schema::{
+    conversations, deliveries, messages, user_conversations, user_cursors, user_inbox, users,
+};
+
+/// Messages of a conversation with `after < seq <= up_to`, ascending
+/// (index `messages_conversation_seq_key`).
+#[auto_type(no_type_alias)]
+pub(crate) fn conversation_range<'a>(
+    conversation_id: &'a str,
+    after: i64,
+    up_to: i64,
+    limit: i64,
+) -> _ {
+    let select: AsSelect<MessageRow, Sqlite> = MessageRow::as_select();
+    messages::table
+        .filter(messages::conversation_id.eq(conversation_id))
+        .filter(messages::seq.gt(after))
+        .filter(messages::seq.le(up_to))
+        .order(messages::seq.asc())
+        .limit(limit)
+        .select(select)
+}
+
+/// The message `sender` sent with `client_msg_id` (index `messages_sender_client_key`).
+#[auto_type(no_type_alias)]
+pub(crate) fn by_client_id<'a>(sender: &'a str, client_msg_id: &'a str) -> _ {
+    let select: AsSelect<MessageRow, Sqlite> = MessageRow::as_select();
+    messages::table
+        .filter(messages::sender_id.eq(sender))
+        .filter(messages::client_msg_id.eq(client_msg_id))
+        .select(select)
+}
+
+/// The message with `server_msg_id` (index `messages_server_msg_id_key`).
+#[auto_type(no_type_alias)]
+pub(crate) fn by_server_id<'a>(server_msg_id: &'a str) -> _ {
+    let select: AsSelect<MessageRow, Sqlite> = MessageRow::as_select();
+    messages::table
+        .filter(messages::server_msg_id.eq(server_msg_id))
+        .select(select)
+}
+
+/// (conversation_id, max_seq) of every conversation of `user`, by id
+/// (primary keys of `user_conversations` and `conversations`).
+#[auto_type(no_type_alias)]
+pub(crate) fn user_conversations<'a>(user: &'a str) -> _ {
+    user_conversations::table
+        .inner_join(conversations::table)
+        .filter(user_conversations::user_id.eq(user))
+        .order(user_conversations::conversation_id.asc())
+        .select((conversations::conversation_id, conversations::max_seq))
+}
+
+/// The inbox head of `user` (primary key of `user_cursors`).
+#[auto_type(no_type_alias)]
+pub(crate) fn inbox_head<'a>(user: &'a str) -> _ {
+    user_cursors::table
+        .filter(user_cursors::user_id.eq(user))
+        .select(user_cursors::head)
+}
+
+/// Inbox entries of `user` after `after`, with their messages: a range of the
+/// `user_inbox` primary key, each joined through `messages_conversation_seq_key`.
+#[auto_type(no_type_alias)]
+pub(crate) fn inbox_after<'a>(user: &'a str, after: i64, limit: i64) -> _ {
+    let select: AsSelect<MessageRow, Sqlite> = MessageRow::as_select();
+    let on = messages::conversation_id
+        .eq(user_inbox::conversation_id)
+        .and(messages::seq.eq(user_inbox::seq));
+    user_inbox::table
+        .inner_join(messages::table.on(on))
+        .filter(user_inbox::user_id.eq(user))
+        .filter(user_inbox::cursor_pos.gt(after))
+        .order(user_inbox::cursor_pos.asc())
+        .limit(limit)
+        .select((user_inbox::cursor_pos, select))
+}
+
+/// The delivered seq of (user, device, conversation) (primary key of `deliveries`).
+#[auto_type(no_type_alias)]
+pub(crate) fn delivered_seq<'a>(user: &'a str, device: &'a str, conversation_id: &'a str) -> _ {
+    deliveries::table
+        .filter(deliveries::user_id.eq(user))
+        .filter(deliveries::device_id.eq(device))
+        .filter(deliveries::conversation_id.eq(conversation_id))
+        .select(deliveries::seq)
+}
+
+/// Whether `user` exists (primary key of `users`).
+#[auto_type(no_type_alias)]
+pub(crate) fn user_exists<'a>(user: &'a str) -> _ {
+    diesel::dsl::select(diesel::dsl::exists(
+        users::table.filter(users::user_id.eq(user)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every read must be an index search, never a table scan: run
+    //! `EXPLAIN QUERY PLAN` on the exact SQL of each query.
+
+    use super::*;
+    use crate::sqlite::test_util::{assert_indexed, memory_conn, plan};
+
+    #[test]
+    fn reads_use_indexes() {
+        let mut c = memory_conn();
+        let p = plan(&mut c, &conversation_range("c", 0, 10, 5));
+        assert_indexed(
+            &p,
+            &["messages_conversation_seq_key (conversation_id=? AND seq>? AND seq<?)"],
+        );
+        let p = plan(&mut c, &by_client_id("a", "c"));
+        assert_indexed(
+            &p,
+            &["messages_sender_client_key (sender_id=? AND client_msg_id=?)"],
+        );
+        let p = plan(&mut c, &by_server_id("s"));
+        assert_indexed(&p, &["messages_server_msg_id_key (server_msg_id=?)"]);
+        let p = plan(&mut c, &user_conversations("u"));
+        assert_indexed(
+            &p,
+            &[
+                "SEARCH user_conversations USING PRIMARY KEY (user_id=?)",
+                "SEARCH conversations USING PRIMARY KEY (conversation_id=?)",
+            ],
+        );
+        let p = plan(&mut c, &inbox_head("u"));
+        assert_indexed(&p, &["SEARCH user_cursors USING PRIMARY KEY (user_id=?)"]);
+        let p = plan(&mut c, &inbox_after("u", 0, 10));
+        assert_indexed(
+            &p,
+            &[
+                "SEARCH user_inbox USING PRIMARY KEY (user_id=? AND cursor_pos>?)",
+                "messages_conversation_seq_key (conversation_id=? AND seq=?)",
+            ],
+        );
+        let p = plan(&mut c, &delivered_seq("u", "d", "c"));
+        assert_indexed(
+            &p,
+            &[
+                "SEARCH deliveries USING PRIMARY KEY (user_id=? AND device_id=? AND conversation_id=?)",
+            ],
+        );
+        let p = plan(&mut c, &user_exists("u"));
+        assert_indexed(&p, &["SEARCH users USING PRIMARY KEY (user_id=?)"]);
+    }
+}

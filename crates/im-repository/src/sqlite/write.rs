@@ -1,0 +1,326 @@
+//! The write path, run on the single writer connection inside one blocking
+//! task per call (so a cancelled caller can never leave a transaction open).
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::query_dsl::methods::FilterDsl;
+use diesel::sql_types::{BigInt, Binary, Integer, Text};
+use diesel::sqlite::Sqlite;
+use diesel::upsert::excluded;
+use im_core::model::{NewMessage, StoredMessage};
+use im_core::ports::Appended;
+
+use crate::error::RepoError;
+use crate::models::{
+    CounterHead, InboxRow, MembershipRow, MessageRow, NewMessageRow, message_select_list,
+};
+use crate::plan::{BatchPlan, ClientKey, CounterDemand, lookup_keys};
+use crate::schema::{deliveries, users};
+
+/// Upper bound of bound parameters per statement. SQLite (bundled, >= 3.32)
+/// allows 32766; staying well below keeps statements small to prepare.
+pub(crate) const MAX_BINDS: usize = 8_000;
+
+/// Rows of `columns` bound values that fit in one statement.
+pub(crate) const fn rows_per_statement(columns: usize) -> usize {
+    let n = MAX_BINDS / columns;
+    if n == 0 { 1 } else { n }
+}
+
+/// `(?, ?, ...), (?, ?, ...)`: `rows` tuples of `columns` placeholders.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let tuple = format!("({})", vec!["?"; columns].join(", "));
+    vec![tuple.as_str(); rows].join(", ")
+}
+
+/// Appends `batch` in one `BEGIN IMMEDIATE` transaction. See
+/// [`crate::plan`] for the steps; every step is a constant number of
+/// statements per batch (one per chunk of rows), never one per message.
+pub(crate) fn append(
+    conn: &mut SqliteConnection,
+    batch: &[NewMessage],
+) -> Result<Vec<Appended>, RepoError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Results are built inside the transaction: a failure there rolls back
+    // instead of reporting an error for a committed batch.
+    let (results, stored) = conn.immediate_transaction(|conn| {
+        let existing = find_existing(conn, &lookup_keys(batch))?;
+        let mut plan = BatchPlan::new(batch, existing);
+        if plan.has_new() {
+            let heads = advance_conversations(conn, &plan.counter_demand())?;
+            plan.assign_seqs(&heads)?;
+            insert_messages(conn, &plan.message_rows()?)?;
+            let cursor_heads = advance_cursors(conn, &plan.cursor_demand())?;
+            insert_inbox(conn, &plan.inbox_rows(&cursor_heads)?)?;
+            insert_memberships(conn, &plan.membership_rows())?;
+        }
+        let stored = plan.new_count();
+        Ok::<_, RepoError>((plan.into_results()?, stored))
+    })?;
+    tracing::debug!(
+        stored,
+        duplicates = batch.len() - stored,
+        "append committed"
+    );
+    Ok(results)
+}
+
+/// A multi-row statement builder: `{head} VALUES (?, ..), (?, ..) {tail}`,
+/// one statement per chunk of `rows` that fits under [`MAX_BINDS`], each row
+/// bound by `bind` (which must bind exactly `columns` values).
+///
+/// Hand-written rather than diesel's batch insert: on SQLite diesel runs a
+/// batch as one statement per row.
+fn chunked<'q, T>(
+    head: &'q str,
+    tail: &'q str,
+    columns: usize,
+    rows: &'q [T],
+    bind: impl Fn(Boxed<'q>, &'q T) -> Boxed<'q> + 'q,
+) -> impl Iterator<Item = Boxed<'q>> + 'q {
+    rows.chunks(rows_per_statement(columns)).map(move |chunk| {
+        let sql = format!(
+            "{head} VALUES {} {tail}",
+            placeholders(chunk.len(), columns)
+        );
+        chunk
+            .iter()
+            .fold(diesel::sql_query(sql).into_boxed::<Sqlite>(), &bind)
+    })
+}
+
+/// A raw SQL query with dynamically bound values.
+type Boxed<'q> = BoxedSqlQuery<'q, Sqlite, SqlQuery>;
+
+/// The stored messages among `keys` (sender, client_msg_id), one query per
+/// chunk: the keys form a `VALUES` list joined to the
+/// (sender_id, client_msg_id) unique index (`CROSS JOIN` pins that join order).
+fn find_existing(
+    conn: &mut SqliteConnection,
+    keys: &[ClientKey<'_>],
+) -> Result<HashMap<(String, String), StoredMessage>, RepoError> {
+    let head = format!("SELECT {} FROM (", message_select_list("m"));
+    let tail = ") AS v CROSS JOIN messages AS m \
+                ON m.sender_id = v.column1 AND m.client_msg_id = v.column2";
+    let mut found = HashMap::new();
+    for query in chunked(&head, tail, 2, keys, |q, (sender, client_msg_id)| {
+        q.bind::<Text, _>(*sender).bind::<Text, _>(*client_msg_id)
+    }) {
+        for row in query.load::<MessageRow>(conn)? {
+            let m = StoredMessage::try_from(row)?;
+            found.insert((m.sender_id.clone(), m.client_msg_id.clone()), m);
+        }
+    }
+    Ok(found)
+}
+
+/// Advances the conversation counters (creating missing rows) by each
+/// demand's count, in the demand's (sorted) order; returns the new heads.
+fn advance_conversations(
+    conn: &mut SqliteConnection,
+    demand: &[CounterDemand<'_>],
+) -> Result<HashMap<String, i64>, RepoError> {
+    let head = "INSERT INTO conversations \
+                (conversation_id, conversation_type, max_seq, created_at, updated_at)";
+    let tail = "ON CONFLICT (conversation_id) DO UPDATE SET \
+                max_seq = conversations.max_seq + excluded.max_seq, \
+                updated_at = max(conversations.updated_at, excluded.updated_at) \
+                RETURNING conversation_id AS id, max_seq AS head";
+    let mut heads = HashMap::with_capacity(demand.len());
+    for query in chunked(head, tail, 5, demand, |q, d| {
+        q.bind::<Text, _>(d.conversation_id)
+            .bind::<Integer, _>(d.conversation_type)
+            .bind::<BigInt, _>(d.count)
+            .bind::<BigInt, _>(d.first_time)
+            .bind::<BigInt, _>(d.last_time)
+    }) {
+        for h in query.load::<CounterHead>(conn)? {
+            heads.insert(h.id, h.head);
+        }
+    }
+    Ok(heads)
+}
+
+/// Advances the user cursors (creating missing rows) by each count, in the
+/// given (sorted) order; returns the new heads.
+fn advance_cursors(
+    conn: &mut SqliteConnection,
+    demand: &[(&str, i64)],
+) -> Result<HashMap<String, i64>, RepoError> {
+    let head = "INSERT INTO user_cursors (user_id, head)";
+    let tail = "ON CONFLICT (user_id) DO UPDATE SET head = user_cursors.head + excluded.head \
+                RETURNING user_id AS id, head AS head";
+    let mut heads = HashMap::with_capacity(demand.len());
+    for query in chunked(head, tail, 2, demand, |q, (user, count)| {
+        q.bind::<Text, _>(*user).bind::<BigInt, _>(*count)
+    }) {
+        for h in query.load::<CounterHead>(conn)? {
+            heads.insert(h.id, h.head);
+        }
+    }
+    Ok(heads)
+}
+
+/// Multi-row inserts of the new messages.
+fn insert_messages(
+    conn: &mut SqliteConnection,
+    rows: &[NewMessageRow<'_>],
+) -> Result<(), RepoError> {
+    let head = "INSERT INTO messages (server_msg_id, client_msg_id, conversation_id, \
+                conversation_type, sender_id, receiver_id, group_id, message_type, content, \
+                send_time, server_time, seq, extra)";
+    for query in chunked(head, "", 13, rows, |q, r| {
+        q.bind::<Text, _>(r.server_msg_id)
+            .bind::<Text, _>(r.client_msg_id)
+            .bind::<Text, _>(r.conversation_id)
+            .bind::<Integer, _>(r.conversation_type)
+            .bind::<Text, _>(r.sender_id)
+            .bind::<Text, _>(r.receiver_id)
+            .bind::<Text, _>(r.group_id)
+            .bind::<Integer, _>(r.message_type)
+            .bind::<Binary, _>(r.content)
+            .bind::<BigInt, _>(r.send_time)
+            .bind::<BigInt, _>(r.server_time)
+            .bind::<BigInt, _>(r.seq)
+            .bind::<Text, _>(r.extra)
+    }) {
+        query.execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Multi-row inserts of the inbox entries.
+fn insert_inbox(conn: &mut SqliteConnection, rows: &[InboxRow<'_>]) -> Result<(), RepoError> {
+    let head = "INSERT INTO user_inbox (user_id, cursor_pos, conversation_id, seq)";
+    for query in chunked(head, "", 4, rows, |q, r| {
+        q.bind::<Text, _>(r.user_id)
+            .bind::<BigInt, _>(r.cursor_pos)
+            .bind::<Text, _>(r.conversation_id)
+            .bind::<BigInt, _>(r.seq)
+    }) {
+        query.execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Multi-row insert-or-ignore of the memberships.
+fn insert_memberships(
+    conn: &mut SqliteConnection,
+    rows: &[MembershipRow<'_>],
+) -> Result<(), RepoError> {
+    let head = "INSERT INTO user_conversations (user_id, conversation_id, created_at, updated_at)";
+    let tail = "ON CONFLICT (user_id, conversation_id) DO NOTHING";
+    for query in chunked(head, tail, 4, rows, |q, r| {
+        q.bind::<Text, _>(r.user_id)
+            .bind::<Text, _>(r.conversation_id)
+            .bind::<BigInt, _>(r.created_at)
+            .bind::<BigInt, _>(r.updated_at)
+    }) {
+        query.execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Raises the delivered seq of (user, device, conversation) to `seq`; a
+/// lower or equal `seq` changes nothing.
+pub(crate) fn record_delivered(
+    conn: &mut SqliteConnection,
+    user: &str,
+    device: &str,
+    conversation_id: &str,
+    seq: i64,
+) -> Result<(), RepoError> {
+    use deliveries::dsl as d;
+    diesel::insert_into(d::deliveries)
+        .values((
+            d::user_id.eq(user),
+            d::device_id.eq(device),
+            d::conversation_id.eq(conversation_id),
+            d::seq.eq(seq),
+        ))
+        .on_conflict((d::user_id, d::device_id, d::conversation_id))
+        .do_update()
+        .set(d::seq.eq(excluded(d::seq)))
+        .filter(d::seq.lt(excluded(d::seq)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Creates `user` or moves its `last_seen` forward to `now_ms`.
+pub(crate) fn touch_user(
+    conn: &mut SqliteConnection,
+    user: &str,
+    now_ms: i64,
+) -> Result<(), RepoError> {
+    use users::dsl as u;
+    diesel::insert_into(u::users)
+        .values((
+            u::user_id.eq(user),
+            u::created_at.eq(now_ms),
+            u::last_seen.eq(now_ms),
+        ))
+        .on_conflict(u::user_id)
+        .do_update()
+        .set(u::last_seen.eq(excluded(u::last_seen)))
+        .filter(u::last_seen.lt(excluded(u::last_seen)))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_render() {
+        assert_eq!(placeholders(2, 3), "(?, ?, ?), (?, ?, ?)");
+        assert_eq!(placeholders(1, 1), "(?)");
+    }
+
+    #[test]
+    fn chunks_stay_under_the_bind_limit() {
+        assert_eq!(rows_per_statement(13), 615);
+        assert!(rows_per_statement(13) * 13 <= MAX_BINDS);
+        assert_eq!(rows_per_statement(MAX_BINDS + 1), 1);
+    }
+
+    #[test]
+    fn chunked_statements_cover_all_rows() {
+        let rows: Vec<i64> = (0..9_000).collect();
+        let queries: Vec<String> = chunked("INSERT INTO t (a, b)", "X", 2, &rows, |q, r| {
+            q.bind::<BigInt, _>(*r).bind::<BigInt, _>(*r)
+        })
+        .map(|q| diesel::debug_query::<Sqlite, _>(&q).to_string())
+        .collect();
+        assert_eq!(queries.len(), 3);
+        let first = queries.first().unwrap();
+        assert!(first.starts_with("INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"));
+        assert!(first.contains(") X"));
+        let tuples: usize = queries.iter().map(|q| q.matches("(?, ?)").count()).sum();
+        assert_eq!(tuples, 9_000);
+    }
+
+    #[test]
+    fn dedupe_lookup_searches_the_unique_index() {
+        use crate::sqlite::test_util::{assert_indexed, memory_conn, plan};
+        let mut c = memory_conn();
+        let keys = [("a", "1"), ("b", "2"), ("c", "3")];
+        let head = format!("SELECT {} FROM (", message_select_list("m"));
+        let tail = ") AS v CROSS JOIN messages AS m \
+                    ON m.sender_id = v.column1 AND m.client_msg_id = v.column2";
+        let q = chunked(&head, tail, 2, &keys, |q, (s, k)| {
+            q.bind::<Text, _>(*s).bind::<Text, _>(*k)
+        })
+        .next()
+        .unwrap();
+        let p = plan(&mut c, &q);
+        assert_indexed(
+            &p,
+            &["SEARCH m USING INDEX messages_sender_client_key (sender_id=? AND client_msg_id=?)"],
+        );
+    }
+}
