@@ -1,0 +1,272 @@
+//! Wiring: concrete adapters meet the services here, and nowhere else.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use im_core::Generation;
+use im_core::ports::{HealthCheck, MessageStore, SystemClock, UserStore};
+use im_repository::{SqliteOptions, SqliteStore};
+use im_service::idgen::RandomIdGen;
+use im_service::{Hub, JwtAuth, MessageWriter, MessagingService, ServiceConfig, Services};
+use im_transport::{Transport, TransportConfig};
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, DatabaseKind, KickPolicy, WsGeneration};
+
+/// The addresses the listeners actually bound (port 0 becomes a real port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddrs {
+    pub http: SocketAddr,
+    pub ws: SocketAddr,
+    pub tcp: SocketAddr,
+}
+
+/// A built server: listeners bound, stores open, writer running.
+pub struct App {
+    transport: Arc<Transport>,
+    listeners: [TcpListener; 3],
+    addrs: LocalAddrs,
+    shutdown: CancellationToken,
+    writer_tasks: JoinSet<()>,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("addrs", &self.addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The service-layer settings taken from the config.
+pub fn service_config(c: &Config) -> ServiceConfig {
+    ServiceConfig {
+        max_content_bytes: c.message.max_content_bytes,
+        allow_demo_tokens: c.auth.allow_demo_tokens,
+        require_registered_users: c.auth.require_registered_users,
+        kick_policy: match c.session.kick_policy {
+            KickPolicy::PerPlatform => im_service::KickPolicy::PerPlatform,
+            KickPolicy::Single => im_service::KickPolicy::Single,
+            KickPolicy::Multi => im_service::KickPolicy::Multi,
+        },
+        sync_default_per_conversation: c.message.sync_default_per_conversation,
+        sync_max_per_conversation: c.message.sync_max_per_conversation,
+        sync_max_reply_bytes: c.message.sync_max_reply_bytes,
+        typing_min_interval: c.message.typing_min_interval,
+        writer: im_service::WriterConfig {
+            batch_size: c.message.writer.batch_size,
+            linger: c.message.writer.linger,
+            queue_capacity: c.message.writer.queue_capacity,
+            workers: c.message.writer.workers,
+            enqueue_timeout: c.message.writer.enqueue_timeout,
+        },
+    }
+}
+
+/// The transport settings taken from the config.
+pub fn transport_config(c: &Config) -> TransportConfig {
+    TransportConfig {
+        max_connections: c.server.max_connections,
+        auth_timeout: c.server.auth_timeout,
+        idle_timeout: c.server.idle_timeout,
+        ping_interval: c.server.ping_interval,
+        max_frame_bytes: c.session.max_frame_bytes,
+        outbound_queue: c.session.outbound_queue,
+        ws_default_generation: match c.server.ws_default_generation {
+            WsGeneration::V1 => Generation::V1,
+            WsGeneration::V2 => Generation::V2,
+        },
+        ..TransportConfig::default()
+    }
+}
+
+/// The token signer/verifier of this config.
+pub fn jwt(c: &Config) -> JwtAuth {
+    JwtAuth::new(
+        c.auth.jwt_secret.expose_secret().as_bytes(),
+        c.auth.allow_demo_tokens,
+    )
+}
+
+/// Opens the configured database (running migrations when enabled).
+async fn open_store(c: &Config) -> anyhow::Result<SqliteStore> {
+    match c.database.kind {
+        DatabaseKind::Sqlite => {
+            let opts = SqliteOptions {
+                path: c.database.path.clone(),
+                ..SqliteOptions::default()
+            };
+            SqliteStore::open(opts)
+                .await
+                .with_context(|| format!("opening SQLite database {}", c.database.path.display()))
+        }
+        other => bail!(
+            "database.type: {other} is not available in this build yet; use sqlite (the PostgreSQL and MySQL stores are being added)"
+        ),
+    }
+}
+
+impl App {
+    /// Opens the stores, starts the writer and binds the three listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if config.auth.uses_default_secret() {
+            tracing::warn!(
+                "auth.jwt_secret is the public default: anyone can mint tokens. Set IM_AUTH__JWT_SECRET."
+            );
+        }
+        if config.auth.allow_demo_tokens {
+            tracing::warn!(
+                "auth.allow_demo_tokens is on: demo_token_<user> logs in as anyone. Development only."
+            );
+        }
+        let store = open_store(&config).await?;
+        let store = Arc::new(store);
+        let messages: Arc<dyn MessageStore> = store.clone();
+        let users: Arc<dyn UserStore> = store.clone();
+        let health: Arc<dyn HealthCheck> = store.clone();
+        let svc_cfg = service_config(&config);
+        let (writer, writer_tasks) = MessageWriter::spawn(Arc::clone(&messages), &svc_cfg.writer);
+        let messaging = MessagingService::new(
+            messages,
+            Arc::clone(&users),
+            writer,
+            Arc::new(Hub::new()),
+            Arc::new(SystemClock),
+            Arc::new(RandomIdGen),
+            svc_cfg,
+        );
+        let services = Arc::new(Services {
+            auth: jwt(&config),
+            messaging,
+            users,
+        });
+        let shutdown = CancellationToken::new();
+        let transport = Transport::new(
+            services,
+            transport_config(&config),
+            vec![health],
+            shutdown.clone(),
+        );
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))
+        };
+        let http = bind(config.server.http_addr()).await?;
+        let ws = bind(config.server.ws_addr()).await?;
+        let tcp = bind(config.server.tcp_addr()).await?;
+        let addrs = LocalAddrs {
+            http: http.local_addr()?,
+            ws: ws.local_addr()?,
+            tcp: tcp.local_addr()?,
+        };
+        Ok(Self {
+            transport,
+            listeners: [http, ws, tcp],
+            addrs,
+            shutdown,
+            writer_tasks,
+            grace: config.server.shutdown_timeout,
+        })
+    }
+
+    pub fn local_addrs(&self) -> LocalAddrs {
+        self.addrs
+    }
+
+    /// Serves until `signal` resolves, then stops accepting, lets open
+    /// connections and queued writes finish (within the shutdown timeout).
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self {
+            transport,
+            listeners,
+            addrs,
+            shutdown,
+            mut writer_tasks,
+            grace,
+        } = self;
+        let [http, ws, tcp] = listeners;
+        let mut servers = JoinSet::new();
+        servers.spawn(im_transport::http::serve(Arc::clone(&transport), http));
+        servers.spawn(im_transport::ws::serve(Arc::clone(&transport), ws));
+        servers.spawn(im_transport::tcp::serve(Arc::clone(&transport), tcp));
+        tracing::info!(http = %addrs.http, ws = %addrs.ws, tcp = %addrs.tcp, "im-server listening");
+        signal.await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+        while servers.join_next().await.is_some() {}
+        if !transport.drain(grace).await {
+            tracing::warn!("connections still open after the shutdown timeout");
+        }
+        // Dropping the last service handle closes the writer queues; the
+        // workers finish what was queued and stop.
+        drop(transport);
+        let flushed = tokio::time::timeout(grace, async {
+            while writer_tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if flushed.is_err() {
+            tracing::warn!("message writer did not drain within the shutdown timeout");
+        }
+        Ok(())
+    }
+}
+
+/// Signs a token for `user` on `platform` with the configured secret.
+pub fn mint_token(
+    c: &Config,
+    user: &str,
+    platform: &str,
+    expire_hours: Option<u32>,
+) -> anyhow::Result<String> {
+    let user =
+        im_core::UserId::parse(user).context("--user must be 1-64 chars of [A-Za-z0-9_-]")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let now = i64::try_from(now)?;
+    let ttl = crate::cli::token_ttl_secs(expire_hours, &c.auth);
+    Ok(jwt(c).issue(&user, platform, now, ttl)?)
+}
+
+/// `im-server migrate`: opens the configured database and applies pending migrations.
+pub async fn migrate(c: &Config) -> anyhow::Result<()> {
+    let _store = open_store(c).await?;
+    tracing::info!(database = %c.database.kind, "migrations applied");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
