@@ -7,6 +7,7 @@
 )]
 
 mod bad_input;
+mod durability;
 mod messaging;
 
 use std::time::Duration;
