@@ -142,8 +142,17 @@ impl SessionCtx {
             ),
             other => {
                 let Some(identity) = self.identity.clone() else {
-                    return match command {
-                        cmd::MSG_ACK | cmd::TYPING_STATUS_REQ => Dispatched::None,
+                    return match other {
+                        Request::Ack { .. } | Request::Typing { .. } => Dispatched::None,
+                        // The SDK matches SEND_MSG_RSP by client id, errors included.
+                        Request::Send(s) => Dispatched::Reply(Reply::Send {
+                            code: ErrorCode::AuthFailed,
+                            msg: "not authenticated".into(),
+                            server_msg_id: String::new(),
+                            client_msg_id: s.client_msg_id,
+                            seq: 0,
+                            server_time: 0,
+                        }),
                         _ => Dispatched::Reply(Reply::error(
                             command,
                             ErrorCode::AuthFailed,
