@@ -12,4 +12,7 @@ pub mod ports;
 
 pub use error::{ErrorCode, StoreError};
 pub use ids::{ConversationId, ConversationType, IdError, UserId};
-pub use model::{Generation, MessageType, NewMessage, Revocation, StoredMessage};
+pub use model::{
+    ConversationSummary, Generation, Group, GroupMember, GroupPatch, GroupRole, MessageType,
+    NewMessage, Revocation, StoredMessage,
+};

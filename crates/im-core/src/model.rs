@@ -108,3 +108,93 @@ pub struct MessageView {
     pub message: StoredMessage,
     pub is_read: bool,
 }
+
+/// Role of a group member (numbers as in the reference server: 1 owner, 2 admin, 3 member).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(i32)]
+pub enum GroupRole {
+    Owner = 1,
+    Admin = 2,
+    Member = 3,
+}
+
+impl GroupRole {
+    pub const fn code(self) -> i32 {
+        self as i32
+    }
+
+    pub const fn from_code(code: i32) -> Option<Self> {
+        match code {
+            1 => Some(Self::Owner),
+            2 => Some(Self::Admin),
+            3 => Some(Self::Member),
+            _ => None,
+        }
+    }
+
+    /// Owners and admins manage members and may recall anyone's message.
+    pub const fn is_manager(self) -> bool {
+        matches!(self, Self::Owner | Self::Admin)
+    }
+}
+
+/// Group status on the wire (`IMGroup.status`): 0 normal, 1 dismissed.
+pub const GROUP_STATUS_NORMAL: i32 = 0;
+pub const GROUP_STATUS_DISMISSED: i32 = 1;
+
+/// A group. `member_count` is filled by the store on reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Group {
+    pub group_id: String,
+    pub name: String,
+    pub face_url: String,
+    pub introduction: String,
+    pub notification: String,
+    pub extra: String,
+    pub owner_id: String,
+    /// [`GROUP_STATUS_NORMAL`] or [`GROUP_STATUS_DISMISSED`].
+    pub status: i32,
+    /// Everyone but owner/admins is muted.
+    pub mute_all: bool,
+    pub member_count: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub group_id: String,
+    pub user_id: String,
+    pub role: GroupRole,
+    /// Muted until this time (ms); 0 = not muted.
+    pub muted_until: i64,
+    pub joined_at: i64,
+}
+
+/// Fields of a group that an update may change (`None` = unchanged).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupPatch {
+    pub name: Option<String>,
+    pub face_url: Option<String>,
+    pub introduction: Option<String>,
+    pub notification: Option<String>,
+    pub extra: Option<String>,
+    pub mute_all: Option<bool>,
+}
+
+/// One row of a user's conversation list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationSummary {
+    pub conversation_id: String,
+    pub conversation_type: crate::ids::ConversationType,
+    /// The latest message (None for a conversation without messages yet).
+    pub last_message: Option<StoredMessage>,
+    /// Messages after the user's read cursor, not sent by the user, not recalled.
+    pub unread_count: i64,
+    /// The user's read cursor in this conversation.
+    pub read_seq: i64,
+    pub max_seq: i64,
+    /// Time of the latest change (ms).
+    pub updated_at: i64,
+}

@@ -5,7 +5,9 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::ids::UserId;
-use crate::model::{NewMessage, StoredMessage};
+use crate::model::{
+    ConversationSummary, Group, GroupMember, GroupPatch, GroupRole, NewMessage, StoredMessage,
+};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -133,4 +135,147 @@ impl Clock for SystemClock {
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0)
     }
+}
+
+/// Result of adding members to a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddMembers {
+    /// These users were added (users already in the group are skipped).
+    Added(Vec<String>),
+    /// Adding them would exceed the group's member limit; nothing was added.
+    Full,
+    /// No such group, or it is dismissed.
+    NoGroup,
+}
+
+/// Groups and their members. Membership is also conversation membership:
+/// a member takes part in `group_<gid>` (sync lists it) from the moment they
+/// are added; a removed member no longer does.
+#[async_trait]
+pub trait GroupStore: Send + Sync {
+    /// Creates `group` with `members` (the owner included) in one transaction.
+    /// `StoreError::Conflict` if the id is taken.
+    async fn create_group(&self, group: &Group, members: &[GroupMember]) -> StoreResult<()>;
+
+    /// The group (dismissed ones too), with `member_count` filled.
+    async fn get_group(&self, group_id: &str) -> StoreResult<Option<Group>>;
+
+    /// Applies `patch`; returns the updated group (None if it does not exist).
+    async fn update_group(
+        &self,
+        group_id: &str,
+        patch: &GroupPatch,
+        now_ms: i64,
+    ) -> StoreResult<Option<Group>>;
+
+    /// Marks the group dismissed and removes every member. False if it did not exist
+    /// or was already dismissed.
+    async fn dismiss_group(&self, group_id: &str, now_ms: i64) -> StoreResult<bool>;
+
+    /// Adds `members` atomically unless the total would exceed `max_members`.
+    async fn add_members(
+        &self,
+        group_id: &str,
+        members: &[GroupMember],
+        max_members: u32,
+    ) -> StoreResult<AddMembers>;
+
+    /// Removes these users; returns those who were members.
+    async fn remove_members(&self, group_id: &str, users: &[String]) -> StoreResult<Vec<String>>;
+
+    async fn get_member(&self, group_id: &str, user: &str) -> StoreResult<Option<GroupMember>>;
+
+    /// Every member, ordered by join time then user id.
+    async fn list_members(&self, group_id: &str) -> StoreResult<Vec<GroupMember>>;
+
+    /// Changes a member's role; false if not a member.
+    async fn set_member_role(
+        &self,
+        group_id: &str,
+        user: &str,
+        role: GroupRole,
+    ) -> StoreResult<bool>;
+
+    /// Mutes a member until `muted_until` (ms; 0 unmutes); false if not a member.
+    async fn set_member_mute(
+        &self,
+        group_id: &str,
+        user: &str,
+        muted_until: i64,
+    ) -> StoreResult<bool>;
+
+    /// Groups `user` is a member of (not dismissed).
+    async fn groups_of(&self, user: &str) -> StoreResult<Vec<Group>>;
+}
+
+/// Per-user conversation state: read cursors, unread counts, recall, the
+/// conversation list.
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    /// Marks the message `server_msg_id` recalled by `by` at `time_ms`. Returns the
+    /// updated message, or None if it does not exist. Recalling twice keeps the first.
+    async fn revoke(
+        &self,
+        server_msg_id: &str,
+        by: &str,
+        time_ms: i64,
+    ) -> StoreResult<Option<StoredMessage>>;
+
+    /// Moves `user`'s read cursor in `conversation_id` forward to `up_to_seq`
+    /// (never backwards). Returns the cursor before the call.
+    async fn mark_read(
+        &self,
+        user: &str,
+        conversation_id: &str,
+        up_to_seq: i64,
+        now_ms: i64,
+    ) -> StoreResult<i64>;
+
+    /// `user`'s read cursor in `conversation_id` (0 if none).
+    async fn read_seq(&self, user: &str, conversation_id: &str) -> StoreResult<i64>;
+
+    /// Every participant's read cursor in `conversation_id` (who read up to where).
+    async fn read_cursors(&self, conversation_id: &str) -> StoreResult<Vec<(String, i64)>>;
+
+    /// Messages of `conversation_id` after `user`'s read cursor, not sent by
+    /// `user` and not recalled.
+    async fn unread_count(&self, user: &str, conversation_id: &str) -> StoreResult<i64>;
+
+    /// The conversation list of `user`, most recently updated first, at most `limit`.
+    async fn conversation_list(
+        &self,
+        user: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ConversationSummary>>;
+
+    /// Messages of `conversation_id` with `seq < before_seq` (0 = from the newest),
+    /// newest first, at most `limit` — history paging.
+    async fn history(
+        &self,
+        conversation_id: &str,
+        before_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>>;
+}
+
+/// Who is online, on which platforms, and when they were last seen. One
+/// node keeps it in memory; several nodes share it through Redis.
+#[async_trait]
+pub trait PresenceStore: Send + Sync {
+    /// Session `session` (unique across nodes) of `user` on `platform` is up.
+    /// Returns true when the user was offline before (an online transition).
+    async fn session_up(
+        &self,
+        user: &str,
+        session: &str,
+        platform: &str,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+
+    /// Session `session` of `user` is gone. Returns true when it was the
+    /// user's last session (an offline transition; last_seen becomes `now_ms`).
+    async fn session_down(&self, user: &str, session: &str, now_ms: i64) -> StoreResult<bool>;
+
+    /// The status of each of `users`, in the same order.
+    async fn statuses(&self, users: &[String]) -> StoreResult<Vec<crate::command::UserStatus>>;
 }
