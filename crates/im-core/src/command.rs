@@ -263,8 +263,16 @@ pub enum Event {
         revoked_time: i64,
     },
     /// READ_RECEIPT_PUSH (502): `user_id` read these messages (server ids).
+    ///
+    /// `client_msg_ids[i]` is the sender's client id of `server_msg_ids[i]`
+    /// (the vector may be empty when unknown) and `sender_id` the sender of
+    /// all of them (`""` when they are mixed or unknown): a v1 sender knows
+    /// its own messages only by client id, so the v1 encoder picks the id
+    /// per viewer from these.
     ReadReceipt {
         server_msg_ids: Vec<String>,
+        client_msg_ids: Vec<String>,
+        sender_id: String,
         conversation_id: String,
         user_id: String,
         read_time: i64,

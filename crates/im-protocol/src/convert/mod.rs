@@ -197,9 +197,10 @@ pub fn encode_reply(
 /// command to send it with.
 ///
 /// Message pushes carry `is_read = (viewer == sender)` in v2; in v1 the
-/// `message_id` of PUSH_MSG and REVOKE_MSG_PUSH is the viewer's public id:
-/// the `client_msg_id` for the sender's own sessions, the `server_msg_id`
-/// for everyone else.
+/// `message_id` of PUSH_MSG and REVOKE_MSG_PUSH, and each of the
+/// `message_ids` of READ_RECEIPT_PUSH, is the viewer's public id: the
+/// `client_msg_id` for the sender's own sessions, the `server_msg_id` for
+/// everyone else.
 pub fn encode_event(
     generation: Generation,
     event: &Event,
@@ -335,7 +336,8 @@ type EncodeReq = fn(&Request, &mut BytesMut) -> Option<i32>;
 /// wire, or Group/Single by whether `group_id` is set when it is 0 or
 /// unknown (always, in v1). A v1 push's `message_id` becomes
 /// `server_msg_id`; ids and sender of `Event::Revoked` that are not on the
-/// wire are left empty.
+/// wire are left empty, and so are the client ids and sender of
+/// `Event::ReadReceipt`.
 pub fn decode_server_frame(
     generation: Generation,
     command: i32,

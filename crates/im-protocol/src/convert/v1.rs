@@ -153,12 +153,21 @@ pub(super) fn encode_event(event: &Event, viewer: &str, dst: &mut BytesMut) -> O
         }
         Event::ReadReceipt {
             server_msg_ids,
+            client_msg_ids,
+            sender_id,
             conversation_id,
             user_id,
             read_time,
         } => {
             let m = pb::ReadReceiptPush {
-                message_ids: server_msg_ids.clone(),
+                message_ids: server_msg_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, server_msg_id)| {
+                        let client_msg_id = client_msg_ids.get(i).map_or("", String::as_str);
+                        v1_public_id(viewer, sender_id, client_msg_id, server_msg_id).to_owned()
+                    })
+                    .collect(),
                 conversation_id: conversation_id.clone(),
                 user_id: user_id.clone(),
                 read_time: *read_time,
@@ -286,6 +295,8 @@ pub(super) fn decode_server_frame(
         cmd::READ_RECEIPT_PUSH => decode::<pb::ReadReceiptPush>(command, body).map(|m| {
             ServerFrame::Event(Event::ReadReceipt {
                 server_msg_ids: m.message_ids,
+                client_msg_ids: Vec::new(),
+                sender_id: String::new(),
                 conversation_id: m.conversation_id,
                 user_id: m.user_id,
                 read_time: m.read_time,

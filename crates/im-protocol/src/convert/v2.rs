@@ -212,6 +212,7 @@ pub(super) fn encode_event(event: &Event, viewer: &str, dst: &mut BytesMut) -> O
             conversation_id,
             user_id,
             read_time,
+            ..
         } => {
             let m = pb::ReadReceiptPush {
                 server_msg_ids: server_msg_ids.clone(),
@@ -391,6 +392,8 @@ pub(super) fn decode_server_frame(
         cmd::READ_RECEIPT_PUSH => decode::<pb::ReadReceiptPush>(command, body).map(|m| {
             ServerFrame::Event(Event::ReadReceipt {
                 server_msg_ids: m.server_msg_ids,
+                client_msg_ids: Vec::new(),
+                sender_id: String::new(),
                 conversation_id: m.conversation_id,
                 user_id: m.user_id,
                 read_time: m.read_time,

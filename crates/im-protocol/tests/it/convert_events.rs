@@ -31,6 +31,8 @@ fn common_events_roundtrip() {
         Event::StatusChange(UserStatus::default()),
         Event::ReadReceipt {
             server_msg_ids: vec!["srv1".into(), "srv2".into()],
+            client_msg_ids: Vec::new(),
+            sender_id: String::new(),
             conversation_id: "single_alice_bob".into(),
             user_id: "bob".into(),
             read_time: 5,
@@ -275,4 +277,49 @@ fn batch_messages_decode_into_events() {
         messages: vec![pb::v2::PushMessage { message: None }],
     };
     assert!(decode_server_frame(Generation::V2, 204, &hole.encode_to_vec()).is_err());
+}
+
+#[test]
+fn read_receipt_ids_are_per_viewer_in_v1() {
+    let receipt = Event::ReadReceipt {
+        server_msg_ids: vec!["srv1".into(), "srv2".into()],
+        client_msg_ids: vec!["cli1".into(), String::new()],
+        sender_id: "alice".into(),
+        conversation_id: "single_alice_bob".into(),
+        user_id: "bob".into(),
+        read_time: 5,
+    };
+    // The sender knows its messages by client id (falling back to the server
+    // id when there is none); anyone else by server id.
+    for (viewer, want) in [
+        ("alice", vec!["cli1", "srv2"]),
+        ("bob", vec!["srv1", "srv2"]),
+    ] {
+        let (command, body) = event_bytes(Generation::V1, &receipt, viewer);
+        assert_eq!(command, cmd::READ_RECEIPT_PUSH);
+        let p = pb::v1::ReadReceiptPush::decode(&body[..]).unwrap();
+        assert_eq!(p.message_ids, want, "viewer {viewer}");
+        assert_eq!(p.user_id, "bob");
+        assert_eq!(p.read_time, 5);
+    }
+    // v2 always carries server ids.
+    let (_, body) = event_bytes(Generation::V2, &receipt, "alice");
+    let p = pb::v2::ReadReceiptPush::decode(&body[..]).unwrap();
+    assert_eq!(p.server_msg_ids, vec!["srv1", "srv2"]);
+    // Client side: what is not on the wire comes back empty.
+    for generation in GENS {
+        let (_, frame) = event_roundtrip(generation, &receipt, "bob");
+        let ServerFrame::Event(Event::ReadReceipt {
+            server_msg_ids,
+            client_msg_ids,
+            sender_id,
+            ..
+        }) = frame
+        else {
+            panic!("not a receipt");
+        };
+        assert_eq!(server_msg_ids, vec!["srv1", "srv2"]);
+        assert!(client_msg_ids.is_empty());
+        assert!(sender_id.is_empty());
+    }
 }
