@@ -67,6 +67,9 @@ pub fn service_config(c: &Config) -> ServiceConfig {
             workers: c.message.writer.workers,
             enqueue_timeout: c.message.writer.enqueue_timeout,
         },
+        // recall_window, max_group_members, presence and group-cache knobs:
+        // service defaults until the config grows keys for them.
+        ..ServiceConfig::default()
     }
 }
 

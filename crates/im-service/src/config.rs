@@ -57,6 +57,19 @@ pub struct ServiceConfig {
     pub sync_max_reply_bytes: usize,
     /// Minimum interval between two relayed typing notifications of one session.
     pub typing_min_interval: Duration,
+    /// How long after sending its sender may recall a message (group owners
+    /// and admins may recall any message of their group at any time).
+    pub recall_window: Duration,
+    /// Most members of one group (owner included).
+    pub max_group_members: u32,
+    /// Most users one session may watch with ONLINE_STATUS_REQ.
+    pub max_presence_subscriptions: usize,
+    /// Groups whose members are cached in memory for the send path.
+    pub group_cache_capacity: usize,
+    /// How long a cached member list is trusted. Changes made through this
+    /// node's `GroupService` invalidate it at once; the TTL bounds how stale
+    /// a change made elsewhere (another node) can be.
+    pub group_cache_ttl: Duration,
     pub writer: WriterConfig,
 }
 
@@ -71,6 +84,11 @@ impl Default for ServiceConfig {
             sync_max_per_conversation: 500,
             sync_max_reply_bytes: 768 * 1024,
             typing_min_interval: Duration::from_millis(200),
+            recall_window: Duration::from_secs(120),
+            max_group_members: 2000,
+            max_presence_subscriptions: 1000,
+            group_cache_capacity: 4096,
+            group_cache_ttl: Duration::from_secs(30),
             writer: WriterConfig::default(),
         }
     }

@@ -68,6 +68,7 @@ pub struct Hub {
     shards: Box<[Shard]>,
     hasher: RandomState,
     next_id: AtomicU64,
+    node_id: String,
 }
 
 impl Default for Hub {
@@ -85,17 +86,36 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
+    /// A hub whose node id is random (unique per process start).
     pub fn new() -> Self {
+        let mut b = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
+        Self::with_node_id(hex::encode(b))
+    }
+
+    /// A hub with a given node id (keep it unique across nodes and restarts).
+    pub fn with_node_id(node_id: impl Into<String>) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             next_id: AtomicU64::new(1),
+            node_id: node_id.into(),
         }
     }
 
     /// A fresh session id.
     pub fn next_session_id(&self) -> SessionId {
         SessionId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The presence key of session `id`: unique across nodes and restarts.
+    pub fn session_key(&self, id: SessionId) -> String {
+        format!("{}:{}", self.node_id, id.0)
     }
 
     fn shard(&self, user: &UserId) -> &Shard {
@@ -194,6 +214,15 @@ mod tests {
             user_id: "u".into(),
             status: 1,
         })
+    }
+
+    #[test]
+    fn session_keys_are_node_unique() {
+        let a = Hub::new();
+        let b = Hub::new();
+        let id = a.next_session_id();
+        assert_ne!(a.session_key(id), b.session_key(id));
+        assert_eq!(Hub::with_node_id("n1").session_key(SessionId(7)), "n1:7");
     }
 
     #[test]

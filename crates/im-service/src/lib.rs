@@ -1,5 +1,7 @@
 //! Use cases of im-server: authentication, the session hub, the batching
-//! message writer, messaging (send, ack, sync) and the per-session dispatcher.
+//! message writer, messaging (1:1 and group send, ack, sync, recall, read
+//! receipts, typing), groups, conversation state, presence and the
+//! per-session dispatcher.
 //!
 //! This crate sees only `im-core` types and ports. It never names a database,
 //! a cache client or a socket library; the transport hands it decoded
@@ -7,15 +9,27 @@
 
 pub mod auth;
 pub mod config;
+pub mod conversations;
+mod directory;
+pub mod error;
+pub mod groups;
 pub mod hub;
 pub mod idgen;
 pub mod messaging;
+pub mod presence;
+mod recall;
+pub mod receipts;
 pub mod session;
+mod unconfigured;
 pub mod writer;
 
 pub use auth::{AuthError, Claims, Identity, JwtAuth};
 pub use config::{KickPolicy, ServiceConfig, WriterConfig};
+pub use conversations::ConversationService;
+pub use error::ServiceError;
+pub use groups::{GroupService, NewGroup};
 pub use hub::{Hub, Outbound, SessionHandle, SessionId};
-pub use messaging::MessagingService;
+pub use messaging::{MessagingService, Ports};
+pub use presence::PresenceService;
 pub use session::{Dispatched, Services, SessionCtx};
 pub use writer::MessageWriter;

@@ -1,29 +1,67 @@
-//! Messaging use cases: send, ack, batch/range/inbox sync.
+//! Messaging use cases: send (1:1 and group), ack, batch/range/inbox sync,
+//! typing. Recall and read receipts are in `recall.rs` and `receipts.rs`.
+//!
+//! The `MessagingService` also owns the other use cases that share its
+//! ports and caches ([`GroupService`], [`ConversationService`],
+//! [`PresenceService`]); reach them through its accessors or through
+//! `Services`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use im_core::command::{ConversationBatch, Event, Reply, SendRequest, SyncState};
 use im_core::model::{MessageType, MessageView, NewMessage, StoredMessage};
-use im_core::ports::{Clock, IdGen, MessageStore, UserStore};
+use im_core::ports::{
+    Clock, ConversationStore, GroupStore, IdGen, MessageStore, PresenceStore, UserStore,
+};
 use im_core::{ConversationId, ErrorCode, StoreError, UserId, ids::validate_id};
 
 use crate::config::ServiceConfig;
+use crate::conversations::{ConversationService, access};
+use crate::directory::GroupDirectory;
+use crate::error::ServiceError;
+use crate::groups::GroupService;
 use crate::hub::{Hub, SessionId};
+use crate::presence::PresenceService;
+use crate::unconfigured::Unconfigured;
 use crate::writer::{MessageWriter, Pending, WriteError};
 
 /// Rough per-message overhead of a MessageInfo on the wire, for size capping.
 const MESSAGE_OVERHEAD: usize = 256;
 
+/// Every port the services use. `bins/im-server` fills it with the
+/// concrete adapters; tests with `im-testkit` fakes.
+pub struct Ports {
+    pub messages: Arc<dyn MessageStore>,
+    pub users: Arc<dyn UserStore>,
+    pub groups: Arc<dyn GroupStore>,
+    pub conversations: Arc<dyn ConversationStore>,
+    pub presence: Arc<dyn PresenceStore>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGen>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ports").finish_non_exhaustive()
+    }
+}
+
 /// The messaging use cases, shared by every session.
 pub struct MessagingService {
     pub(crate) store: Arc<dyn MessageStore>,
     pub(crate) users: Arc<dyn UserStore>,
+    pub(crate) conversations: Arc<dyn ConversationStore>,
+    pub(crate) directory: Arc<GroupDirectory>,
     pub(crate) writer: MessageWriter,
     pub(crate) hub: Arc<Hub>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) ids: Arc<dyn IdGen>,
     pub(crate) cfg: ServiceConfig,
+    group_service: GroupService,
+    conversation_service: ConversationService,
+    presence: Arc<PresenceService>,
 }
 
 impl std::fmt::Debug for MessagingService {
@@ -43,12 +81,21 @@ fn send_error(req_client_id: &str, code: ErrorCode, msg: &str) -> Reply {
     }
 }
 
-fn store_code(e: &StoreError) -> (ErrorCode, &'static str) {
+pub(crate) fn store_code(e: &StoreError) -> (ErrorCode, &'static str) {
+    tracing::warn!(error = %e, "store call failed");
     if e.is_retryable() {
         (ErrorCode::Unknown, "storage temporarily unavailable, retry")
     } else {
         (ErrorCode::Unknown, "storage error")
     }
+}
+
+/// A service error as the (code, message) of a wire reply.
+pub(crate) fn wire_error(e: &ServiceError) -> (ErrorCode, String) {
+    if let ServiceError::Store(s) = e {
+        tracing::warn!(error = %s, "store call failed");
+    }
+    (e.code(), e.public_message())
 }
 
 /// Where a message goes once it is committed.
@@ -58,6 +105,10 @@ struct Route {
 }
 
 impl MessagingService {
+    /// 1:1 messaging only (the constructor before groups existed): group
+    /// conversations do not exist, recalls and read receipts fail with a
+    /// store error, presence reports everybody offline. Prefer
+    /// [`Self::from_ports`].
     pub fn new(
         store: Arc<dyn MessageStore>,
         users: Arc<dyn UserStore>,
@@ -67,14 +118,70 @@ impl MessagingService {
         ids: Arc<dyn IdGen>,
         cfg: ServiceConfig,
     ) -> Self {
-        Self {
-            store,
+        let ports = Ports {
+            messages: store,
             users,
+            groups: Arc::new(Unconfigured),
+            conversations: Arc::new(Unconfigured),
+            presence: Arc::new(Unconfigured),
+            clock,
+            ids,
+        };
+        Self::from_ports(ports, writer, hub, cfg)
+    }
+
+    /// Every use case over `ports`. `writer` must write into
+    /// `ports.messages` (see [`MessageWriter::spawn`]).
+    pub fn from_ports(
+        ports: Ports,
+        writer: MessageWriter,
+        hub: Arc<Hub>,
+        cfg: ServiceConfig,
+    ) -> Self {
+        let Ports {
+            messages,
+            users,
+            groups,
+            conversations,
+            presence,
+            clock,
+            ids,
+        } = ports;
+        let directory = Arc::new(GroupDirectory::new(
+            Arc::clone(&groups),
+            cfg.group_cache_capacity,
+            cfg.group_cache_ttl,
+        ));
+        let group_service = GroupService::new(
+            groups,
+            Arc::clone(&conversations),
+            Arc::clone(&users),
+            Arc::clone(&directory),
+            Arc::clone(&clock),
+            Arc::clone(&ids),
+            cfg.max_group_members,
+            cfg.require_registered_users,
+        );
+        let conversation_service =
+            ConversationService::new(Arc::clone(&conversations), Arc::clone(&directory));
+        let presence = Arc::new(PresenceService::new(
+            presence,
+            Arc::clone(&clock),
+            cfg.max_presence_subscriptions,
+        ));
+        Self {
+            store: messages,
+            users,
+            conversations,
+            directory,
             writer,
             hub,
             clock,
             ids,
             cfg,
+            group_service,
+            conversation_service,
+            presence,
         }
     }
 
@@ -86,13 +193,35 @@ impl MessagingService {
         &self.cfg
     }
 
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Group management.
+    pub fn groups(&self) -> &GroupService {
+        &self.group_service
+    }
+
+    /// Conversation list, history, unread counts, read cursors.
+    pub fn conversations(&self) -> &ConversationService {
+        &self.conversation_service
+    }
+
+    /// Online status and its subscriptions.
+    pub fn presence(&self) -> &Arc<PresenceService> {
+        &self.presence
+    }
+
     /// Resolves the conversation of a send and who receives it.
     async fn route(
         &self,
         sender: &UserId,
         req: &SendRequest,
     ) -> Result<Route, (ErrorCode, &'static str)> {
-        let conversation = if req.conversation_id.is_empty() {
+        let conversation = if req.conversation_id.is_empty() && !req.group_id.is_empty() {
+            ConversationId::group(&req.group_id)
+                .map_err(|_| (ErrorCode::InvalidParam, "malformed group_id"))?
+        } else if req.conversation_id.is_empty() {
             let peer = UserId::parse(req.receiver_id.as_str()).map_err(|_| {
                 (
                     ErrorCode::InvalidParam,
@@ -141,10 +270,42 @@ impl MessagingService {
                     recipients: vec![peer],
                 })
             }
-            ConversationId::Group { .. } => Err((
-                ErrorCode::ConversationNotExist,
-                "group conversations are not available on this server yet",
-            )),
+            ConversationId::Group { group_id } => {
+                if !req.group_id.is_empty() && req.group_id != *group_id {
+                    return Err((
+                        ErrorCode::InvalidParam,
+                        "group_id does not match conversation_id",
+                    ));
+                }
+                if !req.receiver_id.is_empty() {
+                    return Err((
+                        ErrorCode::InvalidParam,
+                        "receiver_id set on a group conversation",
+                    ));
+                }
+                let group = match self.directory.get(group_id).await {
+                    Ok(Some(g)) if !g.is_dismissed() => g,
+                    Ok(_) => return Err((ErrorCode::ConversationNotExist, "no such group")),
+                    Err(e) => return Err(store_code(&e)),
+                };
+                let Some(me) = group.member(sender.as_str()) else {
+                    return Err((ErrorCode::PermissionDenied, "not a member of this group"));
+                };
+                let now = self.clock.now_ms();
+                if me.muted_until > now || (group.group.mute_all && !me.role.is_manager()) {
+                    return Err((ErrorCode::PermissionDenied, "muted"));
+                }
+                let recipients = group
+                    .member_ids
+                    .iter()
+                    .filter(|u| *u != sender)
+                    .cloned()
+                    .collect();
+                Ok(Route {
+                    conversation,
+                    recipients,
+                })
+            }
         }
     }
 
@@ -294,8 +455,17 @@ impl MessagingService {
         self.store.find_by_client_id(user, id).await
     }
 
-    fn is_participant(user: &UserId, m: &StoredMessage) -> bool {
-        ConversationId::parse_for(&m.conversation_id, user).is_ok() && m.group_id.is_empty()
+    /// Whether `user` takes part in the conversation of `m` now.
+    pub(crate) async fn is_participant(
+        &self,
+        user: &UserId,
+        m: &StoredMessage,
+    ) -> Result<bool, StoreError> {
+        match access(&self.directory, user, &m.conversation_id).await {
+            Ok(_) => Ok(true),
+            Err(ServiceError::Store(e)) => Err(e),
+            Err(_) => Ok(false),
+        }
     }
 
     /// MSG_ACK: records the delivered seq for (user, device). No reply.
@@ -306,7 +476,7 @@ impl MessagingService {
         message_id: &str,
     ) -> Result<(), StoreError> {
         match self.resolve_message(user, message_id).await? {
-            Some(m) if Self::is_participant(user, &m) => {
+            Some(m) if self.is_participant(user, &m).await? => {
                 self.store
                     .record_delivered(user, device, &m.conversation_id, m.seq)
                     .await
@@ -315,12 +485,21 @@ impl MessagingService {
         }
     }
 
-    fn view(user: &UserId, m: StoredMessage) -> MessageView {
-        let is_read = m.sender_id == user.as_str();
+    /// `m` as `user` sees it: read when it is their own or at or below their
+    /// read cursor (`read`) in its conversation.
+    fn view(user: &UserId, read: i64, m: StoredMessage) -> MessageView {
+        let is_read = m.sender_id == user.as_str() || m.seq <= read;
         MessageView {
             message: m,
             is_read,
         }
+    }
+
+    /// `user`'s read cursor in `conversation_id`.
+    async fn read_seq(&self, user: &UserId, conversation_id: &str) -> Result<i64, StoreError> {
+        self.conversations
+            .read_seq(user.as_str(), conversation_id)
+            .await
     }
 
     fn clamp_count(&self, asked: i32) -> u32 {
@@ -383,11 +562,18 @@ impl MessagingService {
                 Err(e) => return sync_error(&e, self.clock.now_ms()),
             };
             Self::cap(&mut msgs, &mut budget);
+            let read = match self.read_seq(user, &head.conversation_id).await {
+                Ok(r) => r,
+                Err(e) => return sync_error(&e, self.clock.now_ms()),
+            };
             let last = msgs.last().map_or(after, |m| m.seq);
             total = total.saturating_add(i32::try_from(msgs.len()).unwrap_or(i32::MAX));
             conversations.push(ConversationBatch {
                 conversation_id: head.conversation_id,
-                messages: msgs.into_iter().map(|m| Self::view(user, m)).collect(),
+                messages: msgs
+                    .into_iter()
+                    .map(|m| Self::view(user, read, m))
+                    .collect(),
                 max_seq: last,
                 synced_seq: last,
                 has_more: last < head.max_seq,
@@ -424,32 +610,9 @@ impl MessagingService {
                 has_more: false,
             }
         };
-        let conv = match ConversationId::parse_for(&conversation_id, user) {
-            Ok(c) => c,
-            Err(im_core::IdError::NotParticipant) => {
-                return fail(
-                    ErrorCode::PermissionDenied,
-                    "not a participant",
-                    request_id,
-                    conversation_id,
-                );
-            }
-            Err(_) => {
-                return fail(
-                    ErrorCode::InvalidParam,
-                    "malformed conversation_id",
-                    request_id,
-                    conversation_id,
-                );
-            }
-        };
-        if conv.group_id().is_some() {
-            return fail(
-                ErrorCode::ConversationNotExist,
-                "no such conversation",
-                request_id,
-                conversation_id,
-            );
+        if let Err(e) = access(&self.directory, user, &conversation_id).await {
+            let (code, msg) = wire_error(&e);
+            return fail(code, &msg, request_id, conversation_id);
         }
         if start_seq < 1 || end_seq < start_seq {
             return fail(
@@ -471,6 +634,13 @@ impl MessagingService {
                 return fail(code, m, request_id, conversation_id);
             }
         };
+        let read = match self.read_seq(user, &conversation_id).await {
+            Ok(r) => r,
+            Err(e) => {
+                let (code, m) = store_code(&e);
+                return fail(code, m, request_id, conversation_id);
+            }
+        };
         let fetched = msgs.len();
         let mut budget = self.cfg.sync_max_reply_bytes;
         let cut = Self::cap(&mut msgs, &mut budget);
@@ -481,7 +651,10 @@ impl MessagingService {
             msg: String::new(),
             request_id,
             conversation_id,
-            messages: msgs.into_iter().map(|m| Self::view(user, m)).collect(),
+            messages: msgs
+                .into_iter()
+                .map(|m| Self::view(user, read, m))
+                .collect(),
             start_seq,
             end_seq: if has_more { last } else { end_seq },
             has_more,
@@ -525,10 +698,25 @@ impl MessagingService {
             .copied()
             .unwrap_or(after.max(0).min(head));
         let stop = if up_to > 0 { up_to.min(head) } else { head };
+        let mut reads: HashMap<String, i64> = HashMap::new();
+        let mut messages = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let read = match reads.get(&m.conversation_id) {
+                Some(r) => *r,
+                None => match self.read_seq(user, &m.conversation_id).await {
+                    Ok(r) => {
+                        reads.insert(m.conversation_id.clone(), r);
+                        r
+                    }
+                    Err(e) => return fail(&e),
+                },
+            };
+            messages.push(Self::view(user, read, m));
+        }
         Reply::SyncInbox {
             code: ErrorCode::Success,
             msg: String::new(),
-            messages: msgs.into_iter().map(|m| Self::view(user, m)).collect(),
+            messages,
             server_max_seq: last,
             has_more: last < stop,
         }
@@ -539,26 +727,35 @@ impl MessagingService {
         self.store.inbox_head(user).await
     }
 
-    /// Relays a typing notification in a 1:1 conversation to the peer's sessions.
-    pub fn typing(
+    /// Relays a typing notification to the other participants' sessions:
+    /// the peer of a 1:1 conversation, every other member of a group (the
+    /// typist must be a member). Never stored. Rate limiting is per session,
+    /// in the dispatcher.
+    pub async fn typing(
         &self,
         user: &UserId,
         conversation_id: &str,
         status: i32,
-    ) -> Result<(), ErrorCode> {
-        let conv = ConversationId::parse_for(conversation_id, user)
-            .map_err(|_| ErrorCode::PermissionDenied)?;
-        let peer = conv
-            .peer_of(user)
-            .ok_or(ErrorCode::ConversationNotExist)?
-            .clone();
+    ) -> Result<(), ServiceError> {
+        let a = access(&self.directory, user, conversation_id).await?;
         let event = Arc::new(Event::Typing {
-            conversation_id: conv.to_string(),
+            conversation_id: a.conversation.to_string(),
             user_id: user.as_str().to_owned(),
             status: i32::from(status == 1),
         });
-        if &peer != user {
-            self.hub.deliver(&peer, &event, None);
+        match &a.group {
+            Some(g) => {
+                for member in g.member_ids.iter().filter(|m| *m != user) {
+                    self.hub.deliver(member, &event, None);
+                }
+            }
+            None => {
+                if let Some(peer) = a.conversation.peer_of(user) {
+                    if peer != user {
+                        self.hub.deliver(peer, &event, None);
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -5,21 +5,43 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
-use im_core::command::{Event, Reply, Request, cmd};
+use im_core::command::{Event, Reply, Request};
 use im_core::ports::UserStore;
 use im_core::{ErrorCode, Generation};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Identity, JwtAuth};
+use crate::conversations::ConversationService;
+use crate::groups::GroupService;
 use crate::hub::{Outbound, SessionHandle, SessionId};
 use crate::messaging::MessagingService;
+use crate::presence::PresenceService;
 
-/// Everything a connection needs from the service layer.
+/// Everything a connection (and an HTTP route) needs from the service layer.
+/// The group, conversation and presence use cases share the messaging
+/// service's ports and caches and are reached through the accessors.
 pub struct Services {
     pub auth: JwtAuth,
     pub messaging: MessagingService,
     pub users: Arc<dyn UserStore>,
+}
+
+impl Services {
+    /// Group management (HTTP `/api/group/...`).
+    pub fn groups(&self) -> &GroupService {
+        self.messaging.groups()
+    }
+
+    /// Conversation list, history, unread counts (HTTP).
+    pub fn conversations(&self) -> &ConversationService {
+        self.messaging.conversations()
+    }
+
+    /// Online status.
+    pub fn presence(&self) -> &Arc<PresenceService> {
+        self.messaging.presence()
+    }
 }
 
 impl std::fmt::Debug for Services {
@@ -118,10 +140,45 @@ impl SessionCtx {
         self.identity.as_ref().map_or("", |i| i.user.as_str())
     }
 
-    /// Called once by the transport when the connection is gone.
+    /// Called once by the transport when the connection is gone: leaves the
+    /// hub and drops the session's presence subscriptions at once; the
+    /// presence store is updated by a spawned task (see [`Self::close`]).
     pub fn on_close(&mut self, services: &Services) {
-        if let Some(id) = self.identity.take() {
-            services.messaging.hub().unregister(&id.user, self.id);
+        let presence = Arc::clone(services.presence());
+        if let Some((user, key)) = self.leave(services) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move { presence.session_down(&user, &key).await });
+                }
+                Err(_) => tracing::warn!(user = %user, "no runtime: presence not updated on close"),
+            }
+        }
+    }
+
+    /// Like [`Self::on_close`], but awaits the presence update (offline
+    /// transition pushed to watchers) before returning.
+    pub async fn close(&mut self, services: &Services) {
+        if let Some((user, key)) = self.leave(services) {
+            services.presence().session_down(&user, &key).await;
+        }
+    }
+
+    /// The synchronous part of closing; returns the presence session to end.
+    fn leave(&mut self, services: &Services) -> Option<(im_core::UserId, String)> {
+        services.presence().unwatch_all(self.id);
+        let id = self.identity.take()?;
+        let hub = services.messaging.hub();
+        hub.unregister(&id.user, self.id);
+        Some((id.user, hub.session_key(self.id)))
+    }
+
+    fn handle(&self, user: &im_core::UserId) -> SessionHandle {
+        SessionHandle {
+            id: self.id,
+            user: user.clone(),
+            platform: self.platform.clone(),
+            tx: self.tx.clone(),
+            close: self.close.clone(),
         }
     }
 
@@ -231,17 +288,31 @@ impl SessionCtx {
                     .is_some_and(|t| now.duration_since(t) < m.config().typing_min_interval);
                 if !too_soon {
                     self.last_typing = Some(now);
-                    if let Err(code) = m.typing(&me.user, &conversation_id, status) {
-                        tracing::debug!(code = code.as_str(), "typing notification refused");
+                    if let Err(e) = m.typing(&me.user, &conversation_id, status).await {
+                        tracing::debug!(reason = e.reason(), "typing notification refused");
                     }
                 }
                 Dispatched::None
             }
-            other => Dispatched::Reply(Reply::error(
-                other.command(),
-                ErrorCode::Unknown,
-                "command not supported by this server yet",
-            )),
+            Request::Revoke {
+                message_id,
+                conversation_id,
+            } => Dispatched::Reply(m.revoke(&me.user, &message_id, &conversation_id).await),
+            Request::ReadReceipt {
+                message_ids,
+                conversation_id,
+            } => Dispatched::Reply(
+                m.read_receipt(&me.user, self.id, &message_ids, &conversation_id)
+                    .await,
+            ),
+            Request::OnlineStatus { user_ids } => {
+                let handle = self.handle(&me.user);
+                Dispatched::Reply(m.presence().query_and_watch(&handle, user_ids).await)
+            }
+            // Handled by `dispatch` before authentication matters.
+            other @ (Request::Heartbeat { .. } | Request::Auth { .. }) => Dispatched::Reply(
+                Reply::error(other.command(), ErrorCode::Unknown, "unexpected request"),
+            ),
         }
     }
 
@@ -277,9 +348,15 @@ impl SessionCtx {
             }
         };
         let hub = services.messaging.hub();
+        let presence = services.presence();
+        let key = hub.session_key(self.id);
         // Re-auth on an authenticated socket: drop the old registration first.
         if let Some(old) = self.identity.take() {
             hub.unregister(&old.user, self.id);
+            if old.user != identity.user {
+                presence.unwatch_all(self.id);
+                presence.session_down(&old.user, &key).await;
+            }
         }
         let platform = if platform.is_empty() {
             identity.platform.clone()
@@ -288,13 +365,10 @@ impl SessionCtx {
         };
         self.platform = platform.clone();
         *self.viewer.write() = Arc::from(identity.user.as_str());
-        let handle = SessionHandle {
-            id: self.id,
-            user: identity.user.clone(),
-            platform,
-            tx: self.tx.clone(),
-            close: self.close.clone(),
-        };
+        // Up before any older session is kicked: the kicked session's close
+        // then never looks like the user's last session going away.
+        presence.session_up(&identity.user, &key, &platform).await;
+        let handle = self.handle(&identity.user);
         let kicked = hub.register(handle, services.messaging.config().kick_policy);
         if !kicked.is_empty() {
             let event = Arc::new(Event::KickOut {

@@ -5,11 +5,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use im_core::model::{NewMessage, StoredMessage};
-use im_core::ports::{
-    Appended, Clock, ConversationHead, IdGen, InboxEntry, MessageStore, StoreResult, UserStore,
+use im_core::model::{
+    ConversationSummary, GROUP_STATUS_DISMISSED, GROUP_STATUS_NORMAL, Group, GroupMember,
+    GroupPatch, GroupRole, NewMessage, Revocation, StoredMessage,
 };
-use im_core::{StoreError, UserId};
+use im_core::ports::{
+    AddMembers, Appended, Clock, ConversationHead, ConversationStore, GroupStore, IdGen,
+    InboxEntry, MessageStore, StoreResult, UserStore,
+};
+use im_core::{ConversationType, StoreError, UserId};
 use parking_lot::Mutex;
 
 #[derive(Default)]
@@ -22,11 +26,88 @@ struct State {
     member_of: HashMap<String, HashSet<String>>,
     delivered: HashMap<(String, String, String), i64>,
     users: HashMap<String, i64>,
+    groups: HashMap<String, Group>,
+    /// group id -> user id -> member.
+    members: HashMap<String, HashMap<String, GroupMember>>,
+    /// (user, conversation) -> read seq.
+    read: HashMap<(String, String), i64>,
 }
 
-/// An in-memory `MessageStore` + `UserStore` with the same semantics as the
-/// SQL stores. `fail_next_appends(n)` makes the next n appends fail with a
-/// retryable error, for writer tests.
+/// The group id of a `group_<gid>` conversation.
+fn group_of(conversation_id: &str) -> Option<&str> {
+    conversation_id.strip_prefix("group_")
+}
+
+impl State {
+    fn max_seq(&self, conversation_id: &str) -> i64 {
+        self.by_conv
+            .get(conversation_id)
+            .and_then(|m| m.keys().next_back().copied())
+            .unwrap_or(0)
+    }
+
+    fn last_message(&self, conversation_id: &str) -> Option<&StoredMessage> {
+        self.by_conv
+            .get(conversation_id)
+            .and_then(|m| m.values().next_back())
+            .and_then(|&i| self.messages.get(i))
+    }
+
+    fn read_seq(&self, user: &str, conversation_id: &str) -> i64 {
+        self.read
+            .get(&(user.to_owned(), conversation_id.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn unread(&self, user: &str, conversation_id: &str) -> i64 {
+        let read = self.read_seq(user, conversation_id);
+        self.by_conv.get(conversation_id).map_or(0, |c| {
+            let n = c
+                .range(read.saturating_add(1)..)
+                .filter_map(|(_, &i)| self.messages.get(i))
+                .filter(|m| m.sender_id != user && m.revoked.is_none())
+                .count();
+            i64::try_from(n).unwrap_or(i64::MAX)
+        })
+    }
+
+    /// Conversations `user` takes part in: 1:1 ones by their messages,
+    /// groups by current membership.
+    fn conversations_of(&self, user: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .member_of
+            .get(user)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default();
+        v.extend(
+            self.members
+                .iter()
+                .filter(|(_, m)| m.contains_key(user))
+                .map(|(gid, _)| format!("group_{gid}")),
+        );
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn group_with_count(&self, group_id: &str) -> Option<Group> {
+        self.groups.get(group_id).map(|g| Group {
+            member_count: self
+                .members
+                .get(group_id)
+                .map_or(0, |m| i64::try_from(m.len()).unwrap_or(i64::MAX)),
+            ..g.clone()
+        })
+    }
+}
+
+/// An in-memory `MessageStore`, `UserStore`, `GroupStore` and
+/// `ConversationStore` with the same semantics as the SQL stores (the port
+/// docs). Group membership is conversation membership: a member takes part
+/// in `group_<gid>` from the moment they are added until they are removed.
+/// `fail_next_appends(n)` makes the next n appends fail with a retryable
+/// error, for writer tests.
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
@@ -110,14 +191,18 @@ impl MessageStore for MemoryStore {
                 .entry(m.conversation_id.clone())
                 .or_default()
                 .insert(seq, idx);
+            // Groups take their participants from membership, not from messages.
+            let is_group = group_of(&m.conversation_id).is_some();
             for p in &m.participants {
                 let inbox = st.inbox.entry(p.as_str().to_owned()).or_default();
                 let cursor = inbox.last().map_or(0, |e| e.0) + 1;
                 inbox.push((cursor, idx));
-                st.member_of
-                    .entry(p.as_str().to_owned())
-                    .or_default()
-                    .insert(m.conversation_id.clone());
+                if !is_group {
+                    st.member_of
+                        .entry(p.as_str().to_owned())
+                        .or_default()
+                        .insert(m.conversation_id.clone());
+                }
             }
             out.push(Appended {
                 message: stored,
@@ -176,24 +261,14 @@ impl MessageStore for MemoryStore {
     async fn user_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationHead>> {
         self.check()?;
         let st = self.state.lock();
-        let mut v: Vec<ConversationHead> = st
-            .member_of
-            .get(user.as_str())
-            .map(|set| {
-                set.iter()
-                    .map(|c| ConversationHead {
-                        conversation_id: c.clone(),
-                        max_seq: st
-                            .by_conv
-                            .get(c)
-                            .and_then(|m| m.keys().next_back().copied())
-                            .unwrap_or(0),
-                    })
-                    .collect()
+        Ok(st
+            .conversations_of(user.as_str())
+            .into_iter()
+            .map(|c| ConversationHead {
+                max_seq: st.max_seq(&c),
+                conversation_id: c,
             })
-            .unwrap_or_default();
-        v.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
-        Ok(v)
+            .collect())
     }
 
     async fn inbox_head(&self, user: &UserId) -> StoreResult<i64> {
@@ -291,6 +366,347 @@ impl UserStore for MemoryStore {
     }
 }
 
+#[async_trait]
+impl GroupStore for MemoryStore {
+    async fn create_group(&self, group: &Group, members: &[GroupMember]) -> StoreResult<()> {
+        self.check()?;
+        let mut st = self.state.lock();
+        if st.groups.contains_key(&group.group_id) {
+            return Err(StoreError::Conflict(format!(
+                "group {} exists",
+                group.group_id
+            )));
+        }
+        st.groups.insert(
+            group.group_id.clone(),
+            Group {
+                member_count: 0,
+                ..group.clone()
+            },
+        );
+        let map = st.members.entry(group.group_id.clone()).or_default();
+        for m in members {
+            map.entry(m.user_id.clone()).or_insert_with(|| GroupMember {
+                group_id: group.group_id.clone(),
+                ..m.clone()
+            });
+        }
+        Ok(())
+    }
+
+    async fn get_group(&self, group_id: &str) -> StoreResult<Option<Group>> {
+        self.check()?;
+        Ok(self.state.lock().group_with_count(group_id))
+    }
+
+    async fn update_group(
+        &self,
+        group_id: &str,
+        patch: &GroupPatch,
+        now_ms: i64,
+    ) -> StoreResult<Option<Group>> {
+        self.check()?;
+        let mut st = self.state.lock();
+        let Some(g) = st.groups.get_mut(group_id) else {
+            return Ok(None);
+        };
+        let set = |field: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                field.clone_from(v);
+            }
+        };
+        set(&mut g.name, &patch.name);
+        set(&mut g.face_url, &patch.face_url);
+        set(&mut g.introduction, &patch.introduction);
+        set(&mut g.notification, &patch.notification);
+        set(&mut g.extra, &patch.extra);
+        if let Some(on) = patch.mute_all {
+            g.mute_all = on;
+        }
+        g.updated_at = now_ms;
+        Ok(st.group_with_count(group_id))
+    }
+
+    async fn dismiss_group(&self, group_id: &str, now_ms: i64) -> StoreResult<bool> {
+        self.check()?;
+        let mut st = self.state.lock();
+        match st.groups.get_mut(group_id) {
+            Some(g) if g.status != GROUP_STATUS_DISMISSED => {
+                g.status = GROUP_STATUS_DISMISSED;
+                g.updated_at = now_ms;
+                st.members.remove(group_id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn add_members(
+        &self,
+        group_id: &str,
+        members: &[GroupMember],
+        max_members: u32,
+    ) -> StoreResult<AddMembers> {
+        self.check()?;
+        let mut st = self.state.lock();
+        if st
+            .groups
+            .get(group_id)
+            .is_none_or(|g| g.status != GROUP_STATUS_NORMAL)
+        {
+            return Ok(AddMembers::NoGroup);
+        }
+        let map = st.members.entry(group_id.to_owned()).or_default();
+        let mut new: Vec<&GroupMember> = Vec::new();
+        for m in members {
+            if !map.contains_key(&m.user_id) && !new.iter().any(|n| n.user_id == m.user_id) {
+                new.push(m);
+            }
+        }
+        if map.len() + new.len() > max_members as usize {
+            return Ok(AddMembers::Full);
+        }
+        let added = new.iter().map(|m| m.user_id.clone()).collect();
+        for m in new {
+            map.insert(
+                m.user_id.clone(),
+                GroupMember {
+                    group_id: group_id.to_owned(),
+                    ..m.clone()
+                },
+            );
+        }
+        Ok(AddMembers::Added(added))
+    }
+
+    async fn remove_members(&self, group_id: &str, users: &[String]) -> StoreResult<Vec<String>> {
+        self.check()?;
+        let mut st = self.state.lock();
+        let Some(map) = st.members.get_mut(group_id) else {
+            return Ok(Vec::new());
+        };
+        let mut removed = Vec::new();
+        for u in users {
+            if map.remove(u).is_some() {
+                removed.push(u.clone());
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn get_member(&self, group_id: &str, user: &str) -> StoreResult<Option<GroupMember>> {
+        self.check()?;
+        Ok(self
+            .state
+            .lock()
+            .members
+            .get(group_id)
+            .and_then(|m| m.get(user))
+            .cloned())
+    }
+
+    async fn list_members(&self, group_id: &str) -> StoreResult<Vec<GroupMember>> {
+        self.check()?;
+        let mut v: Vec<GroupMember> = self
+            .state
+            .lock()
+            .members
+            .get(group_id)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| {
+            a.joined_at
+                .cmp(&b.joined_at)
+                .then_with(|| a.user_id.cmp(&b.user_id))
+        });
+        Ok(v)
+    }
+
+    async fn set_member_role(
+        &self,
+        group_id: &str,
+        user: &str,
+        role: GroupRole,
+    ) -> StoreResult<bool> {
+        self.check()?;
+        let mut st = self.state.lock();
+        match st.members.get_mut(group_id).and_then(|m| m.get_mut(user)) {
+            Some(m) => {
+                m.role = role;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn set_member_mute(
+        &self,
+        group_id: &str,
+        user: &str,
+        muted_until: i64,
+    ) -> StoreResult<bool> {
+        self.check()?;
+        let mut st = self.state.lock();
+        match st.members.get_mut(group_id).and_then(|m| m.get_mut(user)) {
+            Some(m) => {
+                m.muted_until = muted_until;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn groups_of(&self, user: &str) -> StoreResult<Vec<Group>> {
+        self.check()?;
+        let st = self.state.lock();
+        let mut v: Vec<Group> = st
+            .members
+            .iter()
+            .filter(|(_, m)| m.contains_key(user))
+            .filter_map(|(gid, _)| st.group_with_count(gid))
+            .filter(|g| g.status == GROUP_STATUS_NORMAL)
+            .collect();
+        v.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.group_id.cmp(&b.group_id))
+        });
+        Ok(v)
+    }
+}
+
+#[async_trait]
+impl ConversationStore for MemoryStore {
+    async fn revoke(
+        &self,
+        server_msg_id: &str,
+        by: &str,
+        time_ms: i64,
+    ) -> StoreResult<Option<StoredMessage>> {
+        self.check()?;
+        let mut st = self.state.lock();
+        let Some(&i) = st.by_server.get(server_msg_id) else {
+            return Ok(None);
+        };
+        Ok(st.messages.get_mut(i).map(|m| {
+            if m.revoked.is_none() {
+                m.revoked = Some(Revocation {
+                    by: by.to_owned(),
+                    time: time_ms,
+                });
+            }
+            m.clone()
+        }))
+    }
+
+    async fn mark_read(
+        &self,
+        user: &str,
+        conversation_id: &str,
+        up_to_seq: i64,
+        _now_ms: i64,
+    ) -> StoreResult<i64> {
+        self.check()?;
+        let mut st = self.state.lock();
+        let e = st
+            .read
+            .entry((user.to_owned(), conversation_id.to_owned()))
+            .or_insert(0);
+        let before = *e;
+        *e = before.max(up_to_seq);
+        Ok(before)
+    }
+
+    async fn read_seq(&self, user: &str, conversation_id: &str) -> StoreResult<i64> {
+        self.check()?;
+        Ok(self.state.lock().read_seq(user, conversation_id))
+    }
+
+    async fn read_cursors(&self, conversation_id: &str) -> StoreResult<Vec<(String, i64)>> {
+        self.check()?;
+        let st = self.state.lock();
+        let mut v: Vec<(String, i64)> = st
+            .read
+            .iter()
+            .filter(|((_, c), _)| c == conversation_id)
+            .map(|((u, _), &seq)| (u.clone(), seq))
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    async fn unread_count(&self, user: &str, conversation_id: &str) -> StoreResult<i64> {
+        self.check()?;
+        Ok(self.state.lock().unread(user, conversation_id))
+    }
+
+    async fn conversation_list(
+        &self,
+        user: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ConversationSummary>> {
+        self.check()?;
+        let st = self.state.lock();
+        let mut v: Vec<ConversationSummary> = st
+            .conversations_of(user)
+            .into_iter()
+            .map(|c| {
+                let last_message = st.last_message(&c).cloned();
+                let joined = group_of(&c)
+                    .and_then(|gid| st.members.get(gid))
+                    .and_then(|m| m.get(user))
+                    .map_or(0, |m| m.joined_at);
+                ConversationSummary {
+                    conversation_type: if group_of(&c).is_some() {
+                        ConversationType::Group
+                    } else {
+                        ConversationType::Single
+                    },
+                    updated_at: last_message.as_ref().map_or(joined, |m| m.server_time),
+                    last_message,
+                    unread_count: st.unread(user, &c),
+                    read_seq: st.read_seq(user, &c),
+                    max_seq: st.max_seq(&c),
+                    conversation_id: c,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            b.updated_at
+                .cmp(&a.updated_at)
+                .then_with(|| a.conversation_id.cmp(&b.conversation_id))
+        });
+        v.truncate(limit as usize);
+        Ok(v)
+    }
+
+    async fn history(
+        &self,
+        conversation_id: &str,
+        before_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        self.check()?;
+        let st = self.state.lock();
+        let upper = if before_seq <= 0 {
+            i64::MAX
+        } else {
+            before_seq
+        };
+        Ok(st
+            .by_conv
+            .get(conversation_id)
+            .map(|c| {
+                c.range(..upper)
+                    .rev()
+                    .take(limit as usize)
+                    .filter_map(|(_, &i)| st.messages.get(i).cloned())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
 /// A clock that only moves when told to.
 #[derive(Debug)]
 pub struct ManualClock(AtomicI64);
@@ -318,5 +734,185 @@ pub struct SeqIds(AtomicU64);
 impl IdGen for SeqIds {
     fn server_msg_id(&self) -> String {
         format!("m{}", self.0.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use build::msg;
+
+    mod build {
+        use im_core::model::NewMessage;
+        use im_core::{ConversationType, UserId};
+
+        /// A text message of `sender` in `conv` (empty content).
+        pub fn msg(conv: &str, sender: &str, cid: &str, participants: &[&str]) -> NewMessage {
+            let group = conv.strip_prefix("group_").unwrap_or("");
+            NewMessage {
+                server_msg_id: format!("s-{sender}-{cid}"),
+                client_msg_id: cid.into(),
+                conversation_id: conv.into(),
+                conversation_type: if group.is_empty() {
+                    ConversationType::Single
+                } else {
+                    ConversationType::Group
+                },
+                sender_id: UserId::parse(sender).unwrap(),
+                receiver_id: String::new(),
+                group_id: group.into(),
+                message_type: 1,
+                content: Default::default(),
+                send_time: 0,
+                server_time: 10,
+                extra: String::new(),
+                participants: participants
+                    .iter()
+                    .map(|p| UserId::parse(*p).unwrap())
+                    .collect(),
+            }
+        }
+    }
+
+    fn member(gid: &str, user: &str, role: GroupRole, at: i64) -> GroupMember {
+        GroupMember {
+            group_id: gid.into(),
+            user_id: user.into(),
+            role,
+            muted_until: 0,
+            joined_at: at,
+        }
+    }
+
+    fn group(gid: &str) -> Group {
+        Group {
+            group_id: gid.into(),
+            owner_id: "a".into(),
+            ..Group::default()
+        }
+    }
+
+    fn convs(heads: Vec<ConversationHead>) -> Vec<(String, i64)> {
+        heads
+            .into_iter()
+            .map(|h| (h.conversation_id, h.max_seq))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn group_membership_is_conversation_membership() {
+        let s = MemoryStore::new();
+        s.create_group(
+            &group("g"),
+            &[
+                member("g", "a", GroupRole::Owner, 1),
+                member("g", "b", GroupRole::Member, 2),
+            ],
+        )
+        .await
+        .unwrap();
+        let b = UserId::parse("b").unwrap();
+        let c = UserId::parse("c").unwrap();
+        assert_eq!(
+            convs(s.user_conversations(&b).await.unwrap()),
+            vec![("group_g".into(), 0)]
+        );
+        s.append(&[msg("group_g", "a", "1", &["a", "b"])])
+            .await
+            .unwrap();
+        assert_eq!(
+            convs(s.user_conversations(&b).await.unwrap()),
+            vec![("group_g".into(), 1)]
+        );
+        // Adding beyond the limit adds nobody; within it, only newcomers.
+        let cm = member("g", "c", GroupRole::Member, 3);
+        assert_eq!(
+            s.add_members("g", std::slice::from_ref(&cm), 2)
+                .await
+                .unwrap(),
+            AddMembers::Full
+        );
+        assert_eq!(
+            s.add_members(
+                "g",
+                &[cm.clone(), member("g", "b", GroupRole::Member, 3)],
+                3
+            )
+            .await
+            .unwrap(),
+            AddMembers::Added(vec!["c".into()])
+        );
+        assert_eq!(s.user_conversations(&c).await.unwrap().len(), 1);
+        assert_eq!(
+            s.remove_members("g", &["b".into(), "x".into()])
+                .await
+                .unwrap(),
+            vec!["b".to_owned()]
+        );
+        assert!(s.user_conversations(&b).await.unwrap().is_empty());
+        assert_eq!(s.get_group("g").await.unwrap().unwrap().member_count, 2);
+        let order: Vec<String> = s
+            .list_members("g")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect();
+        assert_eq!(order, vec!["a".to_owned(), "c".to_owned()]);
+        // Dismissal removes everyone; the group stays readable.
+        assert!(s.dismiss_group("g", 9).await.unwrap());
+        assert!(!s.dismiss_group("g", 9).await.unwrap());
+        assert!(s.user_conversations(&c).await.unwrap().is_empty());
+        assert!(s.groups_of("a").await.unwrap().is_empty());
+        assert_eq!(
+            s.get_group("g").await.unwrap().unwrap().status,
+            GROUP_STATUS_DISMISSED
+        );
+        assert_eq!(
+            s.add_members("g", &[cm], 10).await.unwrap(),
+            AddMembers::NoGroup
+        );
+        assert!(matches!(
+            s.create_group(&group("g"), &[]).await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn unread_read_cursors_recall_and_history() {
+        let s = MemoryStore::new();
+        let conv = "single_a_b";
+        for (sender, cid) in [("a", "1"), ("a", "2"), ("b", "3"), ("a", "4")] {
+            s.append(&[msg(conv, sender, cid, &["a", "b"])])
+                .await
+                .unwrap();
+        }
+        assert_eq!(s.unread_count("b", conv).await.unwrap(), 3);
+        assert_eq!(s.unread_count("a", conv).await.unwrap(), 1);
+        assert_eq!(s.mark_read("b", conv, 2, 0).await.unwrap(), 0);
+        assert_eq!(s.mark_read("b", conv, 1, 0).await.unwrap(), 2);
+        assert_eq!(s.read_seq("b", conv).await.unwrap(), 2);
+        assert_eq!(s.unread_count("b", conv).await.unwrap(), 1);
+        let r = s.revoke("s-a-4", "a", 50).await.unwrap().unwrap();
+        assert_eq!(r.revoked.as_ref().unwrap().time, 50);
+        let again = s.revoke("s-a-4", "b", 60).await.unwrap().unwrap();
+        assert_eq!(again.revoked.unwrap().by, "a");
+        assert!(s.revoke("nope", "a", 1).await.unwrap().is_none());
+        assert_eq!(s.unread_count("b", conv).await.unwrap(), 0);
+        assert_eq!(
+            s.read_cursors(conv).await.unwrap(),
+            vec![("b".to_owned(), 2)]
+        );
+        let seqs = |v: Vec<StoredMessage>| v.into_iter().map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(s.history(conv, 0, 2).await.unwrap()), vec![4, 3]);
+        assert_eq!(seqs(s.history(conv, 3, 10).await.unwrap()), vec![2, 1]);
+        let list = s.conversation_list("b", 10).await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].max_seq, 4);
+        assert_eq!(list[0].read_seq, 2);
+        assert_eq!(list[0].unread_count, 0);
+        assert!(list[0].last_message.as_ref().unwrap().revoked.is_some());
     }
 }

@@ -6,18 +6,22 @@
     clippy::panic
 )]
 
+mod groups;
+mod lifecycle;
 mod messaging;
+mod presence;
 mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use im_core::command::{Reply, Request, SendRequest};
+use im_cache::MemoryPresence;
+use im_core::command::{Event, Reply, Request, SendRequest};
 use im_core::{ErrorCode, Generation};
 use im_service::session::TransportKind;
 use im_service::{
-    Dispatched, Hub, JwtAuth, MessageWriter, MessagingService, Outbound, ServiceConfig, Services,
-    SessionCtx,
+    Dispatched, Hub, JwtAuth, MessageWriter, MessagingService, Outbound, Ports, ServiceConfig,
+    Services, SessionCtx,
 };
 use im_testkit::{ManualClock, MemoryStore, SeqIds};
 use tokio::sync::mpsc;
@@ -27,12 +31,48 @@ pub const SECRET: &[u8] = b"test-secret";
 
 pub struct Env {
     pub store: Arc<MemoryStore>,
+    pub presence: Arc<MemoryPresence>,
     pub services: Arc<Services>,
     pub clock: Arc<ManualClock>,
     _writer_tasks: tokio::task::JoinSet<()>,
 }
 
 pub fn env_with(cfg: ServiceConfig) -> Env {
+    let store = Arc::new(MemoryStore::new());
+    let presence = Arc::new(MemoryPresence::new());
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let (writer, writer_tasks) = MessageWriter::spawn(store.clone(), &cfg.writer);
+    let ports = Ports {
+        messages: store.clone(),
+        users: store.clone(),
+        groups: store.clone(),
+        conversations: store.clone(),
+        presence: presence.clone(),
+        clock: clock.clone(),
+        ids: Arc::new(SeqIds::default()),
+    };
+    let messaging = MessagingService::from_ports(ports, writer, Arc::new(Hub::new()), cfg.clone());
+    let services = Arc::new(Services {
+        auth: JwtAuth::new(SECRET, cfg.allow_demo_tokens),
+        messaging,
+        users: store.clone(),
+    });
+    Env {
+        store,
+        presence,
+        services,
+        clock,
+        _writer_tasks: writer_tasks,
+    }
+}
+
+/// The 1:1-only services of `MessagingService::new` (what a server gets
+/// before its stores implement the group and conversation ports).
+pub fn legacy_env() -> Env {
+    let cfg = ServiceConfig {
+        allow_demo_tokens: true,
+        ..ServiceConfig::default()
+    };
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let (writer, writer_tasks) = MessageWriter::spawn(store.clone(), &cfg.writer);
@@ -52,10 +92,15 @@ pub fn env_with(cfg: ServiceConfig) -> Env {
     });
     Env {
         store,
+        presence: Arc::new(MemoryPresence::new()),
         services,
         clock,
         _writer_tasks: writer_tasks,
     }
+}
+
+pub fn uid(s: &str) -> im_core::UserId {
+    im_core::UserId::parse(s).unwrap()
 }
 
 pub fn env() -> Env {
@@ -130,6 +175,63 @@ impl Conn {
             v.push(o);
         }
         v
+    }
+
+    /// The pushed events only (replies dropped).
+    pub fn pushes(&mut self) -> Vec<Event> {
+        self.events()
+            .into_iter()
+            .filter_map(|o| match o {
+                Outbound::Event(e) => Some(e.as_ref().clone()),
+                Outbound::Reply { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Closes the session as the transport does, awaiting the presence update.
+    pub async fn close(mut self, env: &Env) {
+        self.ctx.close(&env.services).await;
+    }
+
+    pub fn user_id(&self) -> String {
+        self.ctx.viewer().to_owned()
+    }
+}
+
+/// Sends `body` from `conn` to `conv`; returns the reply.
+pub async fn send(env: &Env, conn: &mut Conn, conv: &str, cid: &str, body: &str) -> Reply {
+    conn.call(env, text(conv, cid, body)).await.unwrap()
+}
+
+/// The code of a reply.
+pub fn code_of(r: &Reply) -> ErrorCode {
+    match r {
+        Reply::Send { code, .. }
+        | Reply::Auth { code, .. }
+        | Reply::Revoke { code, .. }
+        | Reply::BatchSync { code, .. }
+        | Reply::SyncRange { code, .. }
+        | Reply::SyncInbox { code, .. }
+        | Reply::ReadReceipt { code, .. }
+        | Reply::OnlineStatus { code, .. }
+        | Reply::Error { code, .. } => *code,
+        Reply::Heartbeat { .. } => ErrorCode::Success,
+    }
+}
+
+/// The message of an error reply.
+pub fn msg_of(r: &Reply) -> String {
+    match r {
+        Reply::Send { msg, .. }
+        | Reply::Auth { msg, .. }
+        | Reply::Revoke { msg, .. }
+        | Reply::BatchSync { msg, .. }
+        | Reply::SyncRange { msg, .. }
+        | Reply::SyncInbox { msg, .. }
+        | Reply::ReadReceipt { msg, .. }
+        | Reply::OnlineStatus { msg, .. }
+        | Reply::Error { msg, .. } => msg.clone(),
+        Reply::Heartbeat { .. } => String::new(),
     }
 }
 

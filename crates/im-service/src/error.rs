@@ -1,0 +1,144 @@
+//! The error of the service API used outside a socket session (HTTP routes):
+//! a kind with a stable wire [`ErrorCode`], an HTTP status and a short
+//! client-facing message, separate from the internal cause.
+
+use std::borrow::Cow;
+
+use im_core::{ErrorCode, StoreError};
+use thiserror::Error;
+
+/// Why a service call failed.
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    /// A malformed or out-of-range argument.
+    #[error("invalid parameter: {0}")]
+    InvalidParam(Cow<'static, str>),
+    /// The caller may not do this (not a member, not owner/admin, …).
+    #[error("permission denied: {0}")]
+    PermissionDenied(Cow<'static, str>),
+    /// No such group or conversation (or it is dismissed).
+    #[error("not found: {0}")]
+    NotFound(Cow<'static, str>),
+    /// A user named in the request has never been seen (only with
+    /// `require_registered_users`).
+    #[error("user does not exist: {0}")]
+    UserNotExist(String),
+    /// The request conflicts with the current state (already a member).
+    #[error("conflict: {0}")]
+    Conflict(Cow<'static, str>),
+    /// The group would exceed its member limit.
+    #[error("group is full (at most {max} members)")]
+    Full { max: u32 },
+    /// The store failed; the cause is logged, never shown to clients.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ServiceError {
+    pub fn invalid(msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::InvalidParam(msg.into())
+    }
+
+    pub fn denied(msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::PermissionDenied(msg.into())
+    }
+
+    pub fn not_found(msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::NotFound(msg.into())
+    }
+
+    /// The wire error code (the `code` an HTTP envelope may carry too).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidParam(_) | Self::Conflict(_) | Self::Full { .. } => {
+                ErrorCode::InvalidParam
+            }
+            Self::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            Self::NotFound(_) => ErrorCode::ConversationNotExist,
+            Self::UserNotExist(_) => ErrorCode::UserNotExist,
+            Self::Store(_) => ErrorCode::Unknown,
+        }
+    }
+
+    /// The HTTP status for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::InvalidParam(_) => 400,
+            Self::PermissionDenied(_) => 403,
+            Self::NotFound(_) | Self::UserNotExist(_) => 404,
+            Self::Conflict(_) | Self::Full { .. } => 409,
+            Self::Store(e) if e.is_retryable() => 503,
+            Self::Store(_) => 500,
+        }
+    }
+
+    /// A short, stable, machine-readable name of the kind.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidParam(_) => "invalid_param",
+            Self::PermissionDenied(_) => "permission_denied",
+            Self::NotFound(_) => "not_found",
+            Self::UserNotExist(_) => "user_not_exist",
+            Self::Conflict(_) => "conflict",
+            Self::Full { .. } => "group_full",
+            Self::Store(e) if e.is_retryable() => "unavailable",
+            Self::Store(_) => "internal",
+        }
+    }
+
+    /// The message to show a client: the detail for request errors, a
+    /// generic text for store failures (whose cause stays in the logs).
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::InvalidParam(m)
+            | Self::PermissionDenied(m)
+            | Self::NotFound(m)
+            | Self::Conflict(m) => m.to_string(),
+            Self::UserNotExist(u) => format!("user {u} does not exist"),
+            Self::Full { .. } => self.to_string(),
+            Self::Store(e) if e.is_retryable() => "storage temporarily unavailable, retry".into(),
+            Self::Store(_) => "storage error".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_map_to_codes_and_statuses() {
+        let cases = [
+            (ServiceError::invalid("x"), ErrorCode::InvalidParam, 400),
+            (ServiceError::denied("x"), ErrorCode::PermissionDenied, 403),
+            (
+                ServiceError::not_found("x"),
+                ErrorCode::ConversationNotExist,
+                404,
+            ),
+            (
+                ServiceError::UserNotExist("u".into()),
+                ErrorCode::UserNotExist,
+                404,
+            ),
+            (ServiceError::Full { max: 3 }, ErrorCode::InvalidParam, 409),
+            (
+                ServiceError::Store(StoreError::Unavailable("db down".into())),
+                ErrorCode::Unknown,
+                503,
+            ),
+            (
+                ServiceError::Store(StoreError::Other("bad row".into())),
+                ErrorCode::Unknown,
+                500,
+            ),
+        ];
+        for (e, code, status) in cases {
+            assert_eq!(e.code(), code, "{e}");
+            assert_eq!(e.http_status(), status, "{e}");
+        }
+        let e = ServiceError::Store(StoreError::Other("secret table name".into()));
+        assert!(!e.public_message().contains("secret"));
+        assert_eq!(ServiceError::Full { max: 3 }.reason(), "group_full");
+    }
+}
