@@ -1,0 +1,42 @@
+//! `Authorization: Bearer <token>` → the caller's identity.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use im_service::Identity;
+
+use super::error::ApiError;
+use crate::Transport;
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub Identity);
+
+impl FromRequestParts<Arc<Transport>> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        t: &Arc<Transport>,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
+        let value = header
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
+        match t.services.auth.verify(token) {
+            Ok(id) => Ok(Self(id)),
+            Err(e) => Err(ApiError::from_code(e.code(), e.to_string())),
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! JSON shapes of the HTTP API: the SDK's DTO keys (contract §4), camelCase,
+//! times in milliseconds.
+
+use im_core::model::{ConversationSummary, Group, GroupMember, StoredMessage};
+use serde::Serialize;
+
+/// `IMGroup`. `status`: 0 normal, 1 dismissed.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupDto {
+    #[serde(rename = "groupID")]
+    pub group_id: String,
+    pub group_name: String,
+    #[serde(rename = "faceURL")]
+    pub face_url: String,
+    #[serde(rename = "ownerUserID")]
+    pub owner_user_id: String,
+    pub member_count: i64,
+    pub introduction: String,
+    pub notification: String,
+    pub extra: String,
+    pub create_time: i64,
+    pub update_time: i64,
+    pub status: i32,
+    pub mute_all: bool,
+}
+
+impl From<&Group> for GroupDto {
+    fn from(g: &Group) -> Self {
+        Self {
+            group_id: g.group_id.clone(),
+            group_name: g.name.clone(),
+            face_url: g.face_url.clone(),
+            owner_user_id: g.owner_id.clone(),
+            member_count: g.member_count,
+            introduction: g.introduction.clone(),
+            notification: g.notification.clone(),
+            extra: g.extra.clone(),
+            create_time: g.created_at,
+            update_time: g.updated_at,
+            status: g.status,
+            mute_all: g.mute_all,
+        }
+    }
+}
+
+/// A group member (no SDK type; same key style).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberDto {
+    #[serde(rename = "groupID")]
+    pub group_id: String,
+    #[serde(rename = "userID")]
+    pub user_id: String,
+    /// 1 owner, 2 admin, 3 member.
+    pub role: i32,
+    /// Muted until (ms); 0 = not muted.
+    pub mute_end_time: i64,
+    pub join_time: i64,
+}
+
+impl From<&GroupMember> for MemberDto {
+    fn from(m: &GroupMember) -> Self {
+        Self {
+            group_id: m.group_id.clone(),
+            user_id: m.user_id.clone(),
+            role: m.role.code(),
+            mute_end_time: m.muted_until,
+            join_time: m.joined_at,
+        }
+    }
+}
+
+/// A message over HTTP: the v1 sync `Msg` keys plus the v2 fields.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageDto {
+    #[serde(rename = "messageID")]
+    pub message_id: String,
+    #[serde(rename = "serverMsgID")]
+    pub server_msg_id: String,
+    #[serde(rename = "clientMsgID")]
+    pub client_msg_id: String,
+    #[serde(rename = "conversationID")]
+    pub conversation_id: String,
+    pub conversation_type: i32,
+    #[serde(rename = "senderID")]
+    pub sender_id: String,
+    #[serde(rename = "receiverID")]
+    pub receiver_id: String,
+    #[serde(rename = "groupID")]
+    pub group_id: String,
+    pub seq: i64,
+    pub message_type: i32,
+    /// UTF-8 text (text messages) or the JSON of rich-media content.
+    pub content: String,
+    pub send_time: i64,
+    pub create_time: i64,
+    pub server_time: i64,
+    /// SDK status: 1 sent, 3 read (never 4: that is "failed" to the SDK).
+    pub status: i32,
+    pub is_read: bool,
+    pub is_revoked: bool,
+    pub revoked_by: String,
+    pub revoked_time: i64,
+    pub extra: String,
+}
+
+impl MessageDto {
+    /// The message as `viewer` sees it (`read_seq` = the viewer's read cursor).
+    /// `messageID` follows the v1 rule: the sender knows it by client id.
+    pub fn view(m: &StoredMessage, viewer: &str, read_seq: i64) -> Self {
+        let own = m.sender_id == viewer;
+        let is_read = own || m.seq <= read_seq;
+        Self {
+            message_id: if own && !m.client_msg_id.is_empty() {
+                m.client_msg_id.clone()
+            } else {
+                m.server_msg_id.clone()
+            },
+            server_msg_id: m.server_msg_id.clone(),
+            client_msg_id: m.client_msg_id.clone(),
+            conversation_id: m.conversation_id.clone(),
+            conversation_type: m.conversation_type.code(),
+            sender_id: m.sender_id.clone(),
+            receiver_id: m.receiver_id.clone(),
+            group_id: m.group_id.clone(),
+            seq: m.seq,
+            message_type: m.message_type,
+            content: String::from_utf8_lossy(&m.content).into_owned(),
+            send_time: m.send_time,
+            create_time: m.server_time,
+            server_time: m.server_time,
+            status: if is_read && !own { 3 } else { 1 },
+            is_read,
+            is_revoked: m.revoked.is_some(),
+            revoked_by: m.revoked.as_ref().map(|r| r.by.clone()).unwrap_or_default(),
+            revoked_time: m.revoked.as_ref().map_or(0, |r| r.time),
+            extra: m.extra.clone(),
+        }
+    }
+}
+
+/// One row of the conversation list.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationDto {
+    #[serde(rename = "conversationID")]
+    pub conversation_id: String,
+    pub conversation_type: i32,
+    pub unread_count: i64,
+    pub read_seq: i64,
+    pub max_seq: i64,
+    pub update_time: i64,
+    pub last_message: Option<MessageDto>,
+}
+
+impl ConversationDto {
+    pub fn view(c: &ConversationSummary, viewer: &str) -> Self {
+        Self {
+            conversation_id: c.conversation_id.clone(),
+            conversation_type: c.conversation_type.code(),
+            unread_count: c.unread_count,
+            read_seq: c.read_seq,
+            max_seq: c.max_seq,
+            update_time: c.updated_at,
+            last_message: c
+                .last_message
+                .as_ref()
+                .map(|m| MessageDto::view(m, viewer, c.read_seq)),
+        }
+    }
+}

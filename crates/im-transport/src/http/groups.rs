@@ -1,0 +1,288 @@
+//! Group routes (contract §4 / §6): create, join, leave, dismiss, get,
+//! update, invite, kick, members, my list; plus role and mute management.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use im_core::{GroupPatch, GroupRole};
+use im_service::error::ServiceError;
+use im_service::groups::NewGroup;
+use serde::Deserialize;
+
+use super::dto::{GroupDto, MemberDto};
+use super::{ApiError, ApiJson, ApiResult, AuthUser, ok, ok_empty};
+use crate::Transport;
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        if matches!(e, ServiceError::Store(_)) {
+            tracing::error!(error = %e, "store failure in an HTTP request");
+        }
+        let status = axum::http::StatusCode::from_u16(e.http_status())
+            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError::new(status, e.reason(), e.public_message())
+    }
+}
+
+pub(super) fn routes() -> Router<Arc<Transport>> {
+    Router::new()
+        .route("/api/group/create", post(create))
+        .route("/api/group/update", post(update))
+        .route("/api/group/my/list", get(my_list))
+        .route("/api/group/{group_id}", get(get_group))
+        .route("/api/group/{group_id}/join", post(join))
+        .route("/api/group/{group_id}/leave", post(leave))
+        .route("/api/group/{group_id}/dismiss", post(dismiss))
+        .route("/api/group/{group_id}/invite", post(invite))
+        .route("/api/group/{group_id}/kick", post(kick))
+        .route("/api/group/{group_id}/members", get(members))
+        .route("/api/group/{group_id}/role", post(set_role))
+        .route("/api/group/{group_id}/mute", post(mute))
+        .route("/api/group/{group_id}/mute_all", post(mute_all))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBody {
+    #[serde(default)]
+    group_name: String,
+    #[serde(default, rename = "faceURL")]
+    face_url: String,
+    #[serde(default)]
+    introduction: String,
+    #[serde(default)]
+    notification: String,
+    #[serde(default)]
+    extra: String,
+    #[serde(default, rename = "memberUserIDs")]
+    member_user_ids: Vec<String>,
+}
+
+async fn create(
+    State(t): State<Arc<Transport>>,
+    AuthUser(me): AuthUser,
+    ApiJson(b): ApiJson<CreateBody>,
+) -> ApiResult<GroupDto> {
+    let g = t
+        .services
+        .groups()
+        .create(
+            &me.user,
+            NewGroup {
+                name: b.group_name,
+                face_url: b.face_url,
+                introduction: b.introduction,
+                notification: b.notification,
+                extra: b.extra,
+                members: b.member_user_ids,
+            },
+        )
+        .await?;
+    ok(GroupDto::from(&g))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateBody {
+    #[serde(rename = "groupID")]
+    group_id: String,
+    group_name: Option<String>,
+    #[serde(rename = "faceURL")]
+    face_url: Option<String>,
+    introduction: Option<String>,
+    notification: Option<String>,
+    extra: Option<String>,
+}
+
+async fn update(
+    State(t): State<Arc<Transport>>,
+    AuthUser(me): AuthUser,
+    ApiJson(b): ApiJson<UpdateBody>,
+) -> ApiResult<GroupDto> {
+    let patch = GroupPatch {
+        name: b.group_name,
+        face_url: b.face_url,
+        introduction: b.introduction,
+        notification: b.notification,
+        extra: b.extra,
+        mute_all: None,
+    };
+    let g = t
+        .services
+        .groups()
+        .update(&me.user, &b.group_id, patch)
+        .await?;
+    ok(GroupDto::from(&g))
+}
+
+async fn my_list(
+    State(t): State<Arc<Transport>>,
+    AuthUser(me): AuthUser,
+) -> ApiResult<Vec<GroupDto>> {
+    let groups = t.services.groups().my_groups(&me.user).await?;
+    ok(groups.iter().map(GroupDto::from).collect())
+}
+
+async fn get_group(
+    State(t): State<Arc<Transport>>,
+    AuthUser(me): AuthUser,
+    Path(gid): Path<String>,
+) -> ApiResult<GroupDto> {
+    let g = t.services.groups().get(&me.user, &gid).await?;
+    ok(GroupDto::from(&g))
+}
+
+async fn join(
+    State(t): State<Arc<Transport>>,
+    AuthUser(me): AuthUser,
+    Path(gid): Path<String>,
+) -> ApiResult<GroupDto> {
+    let g = t.services.groups().join(&me.user, &gid).await?;
+    ok(GroupDto::from(&g))
+}
+
+async fn leave(
+    State(t): State<Arc<Transport>>,
+    AuthUser(me): AuthUser,
+    Path(gid): Path<String>,
+) -> ApiResult<()> {
+    t.services.groups().leave(&me.user, &gid).await?;
+    ok_empty()
+}
+
+async fn dismiss(
+    State(t): State<Arc<Transport>>,
+    AuthUser(me): AuthUser,
+    Path(gid): Path<String>,
+) -> ApiResult<()> {
+    t.services.groups().dismiss(&me.user, &gid).await?;
+    ok_empty()
+}
+
+#[derive(Debug, Deserialize)]
+struct UsersBody {
+    #[serde(rename = "userIDs")]
+    user_ids: Vec<String>,
+}
+
+async fn invite(
+    State(t): State<Arc<Transport>>,
+    AuthUser(me): AuthUser,
+    Path(gid): Path<String>,
+    ApiJson(b): ApiJson<UsersBody>,
+) -> ApiResult<()> {
+    t.services
+        .groups()
+        .invite(&me.user, &gid, &b.user_ids)
+        .await?;
+    ok_empty()
+}
+
+async fn kick(
+    State(t): State<Arc<Transport>>,
+    AuthUser(me): AuthUser,
+    Path(gid): Path<String>,
+    ApiJson(b): ApiJson<UsersBody>,
+) -> ApiResult<()> {
+    t.services
+        .groups()
+        .kick(&me.user, &gid, &b.user_ids)
+        .await?;
+    ok_empty()
+}
+
+async fn members(
+    State(t): State<Arc<Transport>>,
+    AuthUser(me): AuthUser,
+    Path(gid): Path<String>,
+) -> ApiResult<Vec<MemberDto>> {
+    let ms = t.services.groups().members(&me.user, &gid).await?;
+    ok(ms.iter().map(MemberDto::from).collect())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoleBody {
+    #[serde(rename = "userID")]
+    user_id: String,
+    /// 2 admin, 3 member (ownership is not transferred this way).
+    role: i32,
+}
+
+async fn set_role(
+    State(t): State<Arc<Transport>>,
+    AuthUser(me): AuthUser,
+    Path(gid): Path<String>,
+    ApiJson(b): ApiJson<RoleBody>,
+) -> ApiResult<()> {
+    let role = match GroupRole::from_code(b.role) {
+        Some(r @ (GroupRole::Admin | GroupRole::Member)) => r,
+        _ => {
+            return Err(ApiError::bad_request(
+                "role must be 2 (admin) or 3 (member)",
+            ));
+        }
+    };
+    t.services
+        .groups()
+        .set_role(&me.user, &gid, &b.user_id, role)
+        .await?;
+    ok_empty()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MuteBody {
+    #[serde(rename = "userID")]
+    user_id: String,
+    /// Seconds from now; 0 unmutes.
+    duration_seconds: i64,
+}
+
+async fn mute(
+    State(t): State<Arc<Transport>>,
+    AuthUser(me): AuthUser,
+    Path(gid): Path<String>,
+    ApiJson(b): ApiJson<MuteBody>,
+) -> ApiResult<()> {
+    if b.duration_seconds < 0 || b.duration_seconds > 366 * 24 * 3600 {
+        return Err(ApiError::bad_request(
+            "durationSeconds must be 0..=31622400",
+        ));
+    }
+    if b.duration_seconds == 0 {
+        t.services
+            .groups()
+            .unmute_member(&me.user, &gid, &b.user_id)
+            .await?;
+    } else {
+        let until = t
+            .services
+            .messaging
+            .clock()
+            .now_ms()
+            .saturating_add(b.duration_seconds.saturating_mul(1000));
+        t.services
+            .groups()
+            .mute_member(&me.user, &gid, &b.user_id, until)
+            .await?;
+    }
+    ok_empty()
+}
+
+#[derive(Debug, Deserialize)]
+struct MuteAllBody {
+    mute: bool,
+}
+
+async fn mute_all(
+    State(t): State<Arc<Transport>>,
+    AuthUser(me): AuthUser,
+    Path(gid): Path<String>,
+    ApiJson(b): ApiJson<MuteAllBody>,
+) -> ApiResult<GroupDto> {
+    let g = t.services.groups().mute_all(&me.user, &gid, b.mute).await?;
+    ok(GroupDto::from(&g))
+}
