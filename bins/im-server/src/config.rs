@@ -119,6 +119,7 @@ pub struct Config {
     pub logger: LoggerConfig,
     pub message: MessageConfig,
     pub session: SessionConfig,
+    pub group: GroupConfig,
     pub cluster: ClusterConfig,
     pub rate_limit: RateLimitConfig,
     pub files: FilesConfig,
@@ -617,6 +618,25 @@ impl Default for SessionConfig {
     }
 }
 
+/// Groups (`group.*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Most members of one group (owner included).
+    pub max_members: u32,
+    /// Most users one session may watch with ONLINE_STATUS_REQ.
+    pub max_presence_subscriptions: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            max_members: 2000,
+            max_presence_subscriptions: 1000,
+        }
+    }
+}
+
 /// Several nodes (`cluster.*`); only meaningful with `redis.enabled`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -1089,6 +1109,13 @@ impl Config {
     }
 
     fn validate_session_cluster(&self, v: &mut Validator) {
+        v.range("group.max_members", u64::from(self.group.max_members), 2, 100_000);
+        v.range(
+            "group.max_presence_subscriptions",
+            self.group.max_presence_subscriptions as u64,
+            1,
+            100_000,
+        );
         let s = &self.session;
         v.range("session.outbound_queue", s.outbound_queue, 1, 1_000_000);
         v.range(
