@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use im_core::Generation;
 use im_core::ports::{HealthCheck, MessageStore, SystemClock, UserStore};
-use im_repository::{SqliteOptions, SqliteStore};
+use im_repository::{AnyStore, DbOptions, ServerDbOptions, SqliteOptions, run_migrations};
 use im_service::idgen::RandomIdGen;
 use im_service::{Hub, JwtAuth, MessageWriter, MessagingService, ServiceConfig, Services};
 use im_transport::{Transport, TransportConfig};
@@ -98,22 +98,39 @@ pub fn jwt(c: &Config) -> JwtAuth {
     )
 }
 
-/// Opens the configured database (running migrations when enabled).
-async fn open_store(c: &Config) -> anyhow::Result<SqliteStore> {
-    match c.database.kind {
-        DatabaseKind::Sqlite => {
-            let opts = SqliteOptions {
-                path: c.database.path.clone(),
-                ..SqliteOptions::default()
-            };
-            SqliteStore::open(opts)
-                .await
-                .with_context(|| format!("opening SQLite database {}", c.database.path.display()))
-        }
-        other => bail!(
-            "database.type: {other} is not available in this build yet; use sqlite (the PostgreSQL and MySQL stores are being added)"
-        ),
+/// The store options of this config: the SQLite file, or the PostgreSQL /
+/// MySQL URL (`database.url`, or built from host, port, user, password and
+/// dbname) with the pool settings. `max_idle_conns` has no deadpool
+/// equivalent: idle connections stay open until `conn_max_lifetime`.
+fn db_options(c: &Config, migrate: bool) -> DbOptions {
+    let d = &c.database;
+    let server = || ServerDbOptions {
+        url: d.url().expose_secret().to_owned(),
+        max_open_conns: usize::try_from(d.max_open_conns).unwrap_or(usize::MAX),
+        connect_timeout: d.connect_timeout,
+        acquire_timeout: d.acquire_timeout,
+        conn_max_lifetime: (!d.conn_max_lifetime.is_zero()).then_some(d.conn_max_lifetime),
+        migrate,
+    };
+    match d.kind {
+        DatabaseKind::Sqlite => DbOptions::Sqlite(SqliteOptions {
+            path: d.path.clone(),
+            migrate,
+            ..SqliteOptions::default()
+        }),
+        DatabaseKind::Postgres => DbOptions::Postgres(server()),
+        DatabaseKind::Mysql => DbOptions::Mysql(server()),
     }
+}
+
+/// Opens the configured database (running migrations when
+/// `database.auto_migrate`, otherwise refusing an outdated schema).
+async fn open_store(c: &Config) -> anyhow::Result<AnyStore> {
+    let opts = db_options(c, c.database.auto_migrate);
+    let place = opts.describe();
+    AnyStore::open(opts)
+        .await
+        .with_context(|| format!("opening {} database {place}", c.database.kind))
 }
 
 impl App {
@@ -239,10 +256,19 @@ pub fn mint_token(
     Ok(jwt(c).issue(&user, platform, now, ttl)?)
 }
 
-/// `im-server migrate`: opens the configured database and applies pending migrations.
+/// `im-server migrate`: applies the pending migrations of the configured
+/// database (whatever `database.auto_migrate` says).
 pub async fn migrate(c: &Config) -> anyhow::Result<()> {
-    let _store = open_store(c).await?;
-    tracing::info!(database = %c.database.kind, "migrations applied");
+    let opts = db_options(c, true);
+    let place = opts.describe();
+    let applied = run_migrations(&opts)
+        .await
+        .with_context(|| format!("migrating {} database {place}", c.database.kind))?;
+    if applied.is_empty() {
+        tracing::info!(database = %c.database.kind, "schema already current");
+    } else {
+        tracing::info!(database = %c.database.kind, ?applied, "migrations applied");
+    }
     Ok(())
 }
 

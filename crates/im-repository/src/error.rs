@@ -37,17 +37,53 @@ impl From<RepoError> for StoreError {
 /// True for SQLite's "database is locked" / "busy" family (SQLITE_BUSY,
 /// SQLITE_LOCKED), which diesel reports as `DatabaseErrorKind::Unknown`.
 fn is_busy(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("database is locked") || m.contains("database table is locked") || m.contains("busy")
+    message.contains("database is locked")
+        || message.contains("database table is locked")
+        || message.contains("busy")
 }
 
-/// Maps a diesel query error: unique violations and serialization failures
-/// are [`StoreError::Conflict`], lost connections and lock timeouts are
-/// [`StoreError::Unavailable`], the rest [`StoreError::Other`].
+/// True for lock conflicts that abort the transaction and that a retry
+/// resolves, which diesel reports as `DatabaseErrorKind::Unknown` (the
+/// drivers do not pass the error code on): PostgreSQL's deadlock (40P01,
+/// "deadlock detected") and MySQL/MariaDB's deadlock (1213, "Deadlock found
+/// when trying to get lock; try restarting transaction") and lock wait
+/// timeout (1205, "Lock wait timeout exceeded; try restarting transaction").
+fn is_lock_conflict(message: &str) -> bool {
+    message.contains("deadlock")
+        || message.contains("lock wait timeout")
+        || message.contains("try restarting transaction")
+}
+
+/// True for a connection that broke under a query (I/O errors of the pure
+/// Rust drivers, the server closing or killing the session), also reported
+/// as `DatabaseErrorKind::Unknown`.
+fn is_connection_loss(message: &str) -> bool {
+    [
+        "input/output error",
+        "i/o error",
+        "broken pipe",
+        "connection reset",
+        "connection closed",
+        "connection to the server is closed",
+        "server has gone away",
+        "lost connection",
+        "terminating connection",
+        "unexpected eof",
+    ]
+    .iter()
+    .any(|p| message.contains(p))
+}
+
+/// Maps a diesel query error: unique violations, serialization failures,
+/// deadlocks and lock wait timeouts are [`StoreError::Conflict`] (the
+/// transaction was rolled back; retrying it may succeed), lost connections
+/// and SQLite busy errors are [`StoreError::Unavailable`], the rest
+/// [`StoreError::Other`].
 pub(crate) fn map_diesel(e: DieselError) -> StoreError {
     match e {
         DieselError::DatabaseError(kind, info) => {
             let msg = info.message().to_owned();
+            let lower = msg.to_ascii_lowercase();
             match kind {
                 DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure => {
                     StoreError::Conflict(msg)
@@ -55,7 +91,10 @@ pub(crate) fn map_diesel(e: DieselError) -> StoreError {
                 DatabaseErrorKind::ClosedConnection
                 | DatabaseErrorKind::UnableToSendCommand
                 | DatabaseErrorKind::ReadOnlyTransaction => StoreError::Unavailable(msg),
-                _ if is_busy(&msg) => StoreError::Unavailable(msg),
+                DatabaseErrorKind::Unknown if is_lock_conflict(&lower) => StoreError::Conflict(msg),
+                DatabaseErrorKind::Unknown if is_connection_loss(&lower) || is_busy(&lower) => {
+                    StoreError::Unavailable(msg)
+                }
                 _ => StoreError::Other(msg),
             }
         }
@@ -71,14 +110,16 @@ pub(crate) fn map_connection(e: ConnectionError) -> StoreError {
     StoreError::Unavailable(format!("cannot connect: {e}"))
 }
 
-/// Maps a failure to check a connection out of the reader pool.
+/// Maps a failure to check a connection out of a pool (including its wait,
+/// connect and recycle timeouts): [`StoreError::Unavailable`] unless the
+/// backend answered with a query error.
 pub(crate) fn map_pool(e: diesel_async::pooled_connection::deadpool::PoolError) -> StoreError {
     use diesel_async::pooled_connection::PoolError as Backend;
     use diesel_async::pooled_connection::deadpool::PoolError;
     match e {
         PoolError::Backend(Backend::ConnectionError(e)) => map_connection(e),
         PoolError::Backend(Backend::QueryError(e)) => map_diesel(e),
-        other => StoreError::Unavailable(format!("reader pool: {other}")),
+        other => StoreError::Unavailable(format!("connection pool: {other}")),
     }
 }
 
@@ -122,6 +163,42 @@ mod tests {
         ));
         assert!(matches!(
             map_diesel(db(DatabaseErrorKind::ForeignKeyViolation, "FOREIGN KEY")),
+            StoreError::Other(_)
+        ));
+        assert!(matches!(
+            map_diesel(db(
+                DatabaseErrorKind::Unknown,
+                "Deadlock found when trying to get lock; try restarting transaction"
+            )),
+            StoreError::Conflict(_)
+        ));
+        assert!(matches!(
+            map_diesel(db(
+                DatabaseErrorKind::Unknown,
+                "Lock wait timeout exceeded; try restarting transaction"
+            )),
+            StoreError::Conflict(_)
+        ));
+        assert!(matches!(
+            map_diesel(db(DatabaseErrorKind::Unknown, "deadlock detected")),
+            StoreError::Conflict(_)
+        ));
+        assert!(matches!(
+            map_diesel(db(
+                DatabaseErrorKind::Unknown,
+                "Input/output error: Connection reset by peer (os error 104)"
+            )),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            map_diesel(db(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command"
+            )),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            map_diesel(db(DatabaseErrorKind::Unknown, "syntax error at or near")),
             StoreError::Other(_)
         ));
         assert!(matches!(

@@ -1,14 +1,56 @@
-//! Read queries. Each is a function returning the diesel query, so the
-//! store runs exactly what the query-plan tests check.
+//! Read queries, shared by every backend. Each is a function returning the
+//! diesel query, so the stores run exactly what the query-plan tests check
+//! (`EXPLAIN QUERY PLAN` on SQLite below; `EXPLAIN` on PostgreSQL and MySQL
+//! in `pg::explain` and `mysql::explain`).
+//!
+//! Messages are selected as a tuple of columns ([`MessageSelect`], loaded
+//! into [`MessageRow`](crate::models::MessageRow) by position) rather than
+//! `MessageRow::as_select()`, whose type names the backend.
 
-use diesel::dsl::{AsSelect, auto_type};
+use diesel::dsl::auto_type;
 use diesel::prelude::*;
-use diesel::sqlite::Sqlite;
 
-use crate::models::MessageRow;
 use crate::schema::{
     conversations, deliveries, messages, user_conversations, user_cursors, user_inbox, users,
 };
+
+/// The columns of [`MessageRow`](crate::models::MessageRow), in its field order.
+pub(crate) type MessageSelect = (
+    messages::server_msg_id,
+    messages::client_msg_id,
+    messages::conversation_id,
+    messages::conversation_type,
+    messages::sender_id,
+    messages::receiver_id,
+    messages::group_id,
+    messages::message_type,
+    messages::content,
+    messages::send_time,
+    messages::server_time,
+    messages::seq,
+    messages::extra,
+    messages::revoked_by,
+    messages::revoked_time,
+);
+
+/// The value of [`MessageSelect`].
+pub(crate) const MESSAGE_SELECT: MessageSelect = (
+    messages::server_msg_id,
+    messages::client_msg_id,
+    messages::conversation_id,
+    messages::conversation_type,
+    messages::sender_id,
+    messages::receiver_id,
+    messages::group_id,
+    messages::message_type,
+    messages::content,
+    messages::send_time,
+    messages::server_time,
+    messages::seq,
+    messages::extra,
+    messages::revoked_by,
+    messages::revoked_time,
+);
 
 /// Messages of a conversation with `after < seq <= up_to`, ascending
 /// (index `messages_conversation_seq_key`).
@@ -19,7 +61,7 @@ pub(crate) fn conversation_range<'a>(
     up_to: i64,
     limit: i64,
 ) -> _ {
-    let select: AsSelect<MessageRow, Sqlite> = MessageRow::as_select();
+    let select: MessageSelect = MESSAGE_SELECT;
     messages::table
         .filter(messages::conversation_id.eq(conversation_id))
         .filter(messages::seq.gt(after))
@@ -32,7 +74,7 @@ pub(crate) fn conversation_range<'a>(
 /// The message `sender` sent with `client_msg_id` (index `messages_sender_client_key`).
 #[auto_type(no_type_alias)]
 pub(crate) fn by_client_id<'a>(sender: &'a str, client_msg_id: &'a str) -> _ {
-    let select: AsSelect<MessageRow, Sqlite> = MessageRow::as_select();
+    let select: MessageSelect = MESSAGE_SELECT;
     messages::table
         .filter(messages::sender_id.eq(sender))
         .filter(messages::client_msg_id.eq(client_msg_id))
@@ -42,7 +84,7 @@ pub(crate) fn by_client_id<'a>(sender: &'a str, client_msg_id: &'a str) -> _ {
 /// The message with `server_msg_id` (index `messages_server_msg_id_key`).
 #[auto_type(no_type_alias)]
 pub(crate) fn by_server_id<'a>(server_msg_id: &'a str) -> _ {
-    let select: AsSelect<MessageRow, Sqlite> = MessageRow::as_select();
+    let select: MessageSelect = MESSAGE_SELECT;
     messages::table
         .filter(messages::server_msg_id.eq(server_msg_id))
         .select(select)
@@ -71,7 +113,7 @@ pub(crate) fn inbox_head<'a>(user: &'a str) -> _ {
 /// `user_inbox` primary key, each joined through `messages_conversation_seq_key`.
 #[auto_type(no_type_alias)]
 pub(crate) fn inbox_after<'a>(user: &'a str, after: i64, limit: i64) -> _ {
-    let select: AsSelect<MessageRow, Sqlite> = MessageRow::as_select();
+    let select: MessageSelect = MESSAGE_SELECT;
     let on = messages::conversation_id
         .eq(user_inbox::conversation_id)
         .and(messages::seq.eq(user_inbox::seq));

@@ -1,4 +1,4 @@
--- im-server schema, MySQL 8 flavour (not wired yet; kept identical to migrations/sqlite).
+-- im-server schema, MySQL 8 / MariaDB 10.5+ flavour (kept structurally identical to migrations/sqlite).
 -- Times are i64 milliseconds since the Unix epoch. Ids compare byte-wise (utf8mb4_bin),
 -- as in SQLite and PostgreSQL. Lengths: user ids <= 64 (im-core MAX_ID_LEN),
 -- conversation ids are `single_<a>_<b>` / `group_<gid>` (<= 136).

@@ -17,26 +17,20 @@
 
 mod conn;
 mod migrate;
-mod read;
 mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use diesel::{OptionalExtension, SqliteConnection};
-use diesel_async::RunQueryDsl;
+use diesel::SqliteConnection;
 use diesel_async::pooled_connection::deadpool::Object;
-use im_core::model::{NewMessage, StoredMessage};
-use im_core::ports::{
-    Appended, ConversationHead, HealthCheck, InboxEntry, MessageStore, StoreResult, UserStore,
-};
-use im_core::{StoreError, UserId};
+use im_core::StoreError;
+use im_core::model::NewMessage;
+use im_core::ports::{Appended, HealthCheck, StoreResult};
 use tokio::sync::Mutex;
 
 use crate::error::{RepoError, map_connection, map_diesel, map_join, map_pool};
-use crate::models::{MessageRow, to_stored};
 use conn::{AsyncSqlite, Pragmas, ReaderPool};
 
 pub use migrate::run_sqlite_migrations;
@@ -198,125 +192,21 @@ impl SqliteStore {
     }
 }
 
-/// `limit` as a SQL LIMIT.
-fn sql_limit(limit: u32) -> i64 {
-    i64::from(limit)
-}
-
-#[async_trait]
-impl MessageStore for SqliteStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
-    async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
+impl SqliteStore {
+    async fn append_batch(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
         let owned = batch.to_vec();
         self.write(move |c| write::append(c, &owned)).await
     }
 
-    async fn find_by_client_id(
+    async fn record_delivered_impl(
         &self,
-        sender: &UserId,
-        client_msg_id: &str,
-    ) -> StoreResult<Option<StoredMessage>> {
-        let mut conn = self.reader().await?;
-        read::by_client_id(sender.as_str(), client_msg_id)
-            .first::<MessageRow>(&mut *conn)
-            .await
-            .optional()
-            .map_err(map_diesel)?
-            .map(StoredMessage::try_from)
-            .transpose()
-    }
-
-    async fn find_by_server_id(&self, server_msg_id: &str) -> StoreResult<Option<StoredMessage>> {
-        let mut conn = self.reader().await?;
-        read::by_server_id(server_msg_id)
-            .first::<MessageRow>(&mut *conn)
-            .await
-            .optional()
-            .map_err(map_diesel)?
-            .map(StoredMessage::try_from)
-            .transpose()
-    }
-
-    async fn conversation_range(
-        &self,
-        conversation_id: &str,
-        after_seq: i64,
-        up_to_seq: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<StoredMessage>> {
-        if after_seq >= up_to_seq || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.reader().await?;
-        let rows =
-            read::conversation_range(conversation_id, after_seq, up_to_seq, sql_limit(limit))
-                .load::<MessageRow>(&mut *conn)
-                .await
-                .map_err(map_diesel)?;
-        to_stored(rows)
-    }
-
-    async fn user_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationHead>> {
-        let mut conn = self.reader().await?;
-        let rows = read::user_conversations(user.as_str())
-            .load::<(String, i64)>(&mut *conn)
-            .await
-            .map_err(map_diesel)?;
-        Ok(rows
-            .into_iter()
-            .map(|(conversation_id, max_seq)| ConversationHead {
-                conversation_id,
-                max_seq,
-            })
-            .collect())
-    }
-
-    async fn inbox_head(&self, user: &UserId) -> StoreResult<i64> {
-        let mut conn = self.reader().await?;
-        Ok(read::inbox_head(user.as_str())
-            .first::<i64>(&mut *conn)
-            .await
-            .optional()
-            .map_err(map_diesel)?
-            .unwrap_or(0))
-    }
-
-    async fn inbox_after(
-        &self,
-        user: &UserId,
-        after: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<InboxEntry>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.reader().await?;
-        let rows = read::inbox_after(user.as_str(), after, sql_limit(limit))
-            .load::<(i64, MessageRow)>(&mut *conn)
-            .await
-            .map_err(map_diesel)?;
-        rows.into_iter()
-            .map(|(cursor, row)| {
-                Ok(InboxEntry {
-                    cursor,
-                    message: StoredMessage::try_from(row)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn record_delivered(
-        &self,
-        user: &UserId,
+        user: &str,
         device: &str,
         conversation_id: &str,
         seq: i64,
     ) -> StoreResult<()> {
         let (user, device, conversation_id) = (
-            user.as_str().to_owned(),
+            user.to_owned(),
             device.to_owned(),
             conversation_id.to_owned(),
         );
@@ -324,50 +214,14 @@ impl MessageStore for SqliteStore {
             .await
     }
 
-    async fn delivered_seq(
-        &self,
-        user: &UserId,
-        device: &str,
-        conversation_id: &str,
-    ) -> StoreResult<i64> {
-        let mut conn = self.reader().await?;
-        Ok(read::delivered_seq(user.as_str(), device, conversation_id)
-            .first::<i64>(&mut *conn)
-            .await
-            .optional()
-            .map_err(map_diesel)?
-            .unwrap_or(0))
-    }
-}
-
-#[async_trait]
-impl UserStore for SqliteStore {
-    async fn touch(&self, user: &UserId, now_ms: i64) -> StoreResult<()> {
-        let user = user.as_str().to_owned();
+    async fn touch_impl(&self, user: &str, now_ms: i64) -> StoreResult<()> {
+        let user = user.to_owned();
         self.write(move |c| write::touch_user(c, &user, now_ms))
             .await
     }
-
-    async fn exists(&self, user: &UserId) -> StoreResult<bool> {
-        let mut conn = self.reader().await?;
-        read::user_exists(user.as_str())
-            .get_result::<bool>(&mut *conn)
-            .await
-            .map_err(map_diesel)
-    }
 }
 
-#[async_trait]
-impl HealthCheck for SqliteStore {
-    async fn ping(&self) -> StoreResult<()> {
-        let mut conn = self.reader().await?;
-        diesel::sql_query("SELECT 1")
-            .execute(&mut *conn)
-            .await
-            .map(|_| ())
-            .map_err(map_diesel)
-    }
-}
+crate::ports::impl_store_ports!(SqliteStore);
 
 #[cfg(test)]
 pub(crate) mod test_util {

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use diesel::prelude::*;
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::query_dsl::methods::FilterDsl;
 use diesel::sql_types::{BigInt, Binary, Integer, Text};
 use diesel::sqlite::Sqlite;
@@ -18,22 +17,7 @@ use crate::models::{
 };
 use crate::plan::{BatchPlan, ClientKey, CounterDemand, lookup_keys};
 use crate::schema::{deliveries, users};
-
-/// Upper bound of bound parameters per statement. SQLite (bundled, >= 3.32)
-/// allows 32766; staying well below keeps statements small to prepare.
-pub(crate) const MAX_BINDS: usize = 8_000;
-
-/// Rows of `columns` bound values that fit in one statement.
-pub(crate) const fn rows_per_statement(columns: usize) -> usize {
-    let n = MAX_BINDS / columns;
-    if n == 0 { 1 } else { n }
-}
-
-/// `(?, ?, ...), (?, ?, ...)`: `rows` tuples of `columns` placeholders.
-fn placeholders(rows: usize, columns: usize) -> String {
-    let tuple = format!("({})", vec!["?"; columns].join(", "));
-    vec![tuple.as_str(); rows].join(", ")
-}
+use crate::sql;
 
 /// Appends `batch` in one `BEGIN IMMEDIATE` transaction. See
 /// [`crate::plan`] for the steps; every step is a constant number of
@@ -69,33 +53,6 @@ pub(crate) fn append(
     Ok(results)
 }
 
-/// A multi-row statement builder: `{head} VALUES (?, ..), (?, ..) {tail}`,
-/// one statement per chunk of `rows` that fits under [`MAX_BINDS`], each row
-/// bound by `bind` (which must bind exactly `columns` values).
-///
-/// Hand-written rather than diesel's batch insert: on SQLite diesel runs a
-/// batch as one statement per row.
-fn chunked<'q, T>(
-    head: &'q str,
-    tail: &'q str,
-    columns: usize,
-    rows: &'q [T],
-    bind: impl Fn(Boxed<'q>, &'q T) -> Boxed<'q> + 'q,
-) -> impl Iterator<Item = Boxed<'q>> + 'q {
-    rows.chunks(rows_per_statement(columns)).map(move |chunk| {
-        let sql = format!(
-            "{head} VALUES {} {tail}",
-            placeholders(chunk.len(), columns)
-        );
-        chunk
-            .iter()
-            .fold(diesel::sql_query(sql).into_boxed::<Sqlite>(), &bind)
-    })
-}
-
-/// A raw SQL query with dynamically bound values.
-type Boxed<'q> = BoxedSqlQuery<'q, Sqlite, SqlQuery>;
-
 /// The stored messages among `keys` (sender, client_msg_id), one query per
 /// chunk: the keys form a `VALUES` list joined to the
 /// (sender_id, client_msg_id) unique index (`CROSS JOIN` pins that join order).
@@ -107,7 +64,7 @@ fn find_existing(
     let tail = ") AS v CROSS JOIN messages AS m \
                 ON m.sender_id = v.column1 AND m.client_msg_id = v.column2";
     let mut found = HashMap::new();
-    for query in chunked(&head, tail, 2, keys, |q, (sender, client_msg_id)| {
+    for query in sql::chunked::<Sqlite, _>(&head, tail, 2, keys, |q, (sender, client_msg_id)| {
         q.bind::<Text, _>(*sender).bind::<Text, _>(*client_msg_id)
     }) {
         for row in query.load::<MessageRow>(conn)? {
@@ -131,7 +88,7 @@ fn advance_conversations(
                 updated_at = max(conversations.updated_at, excluded.updated_at) \
                 RETURNING conversation_id AS id, max_seq AS head";
     let mut heads = HashMap::with_capacity(demand.len());
-    for query in chunked(head, tail, 5, demand, |q, d| {
+    for query in sql::chunked::<Sqlite, _>(head, tail, 5, demand, |q, d| {
         q.bind::<Text, _>(d.conversation_id)
             .bind::<Integer, _>(d.conversation_type)
             .bind::<BigInt, _>(d.count)
@@ -155,7 +112,7 @@ fn advance_cursors(
     let tail = "ON CONFLICT (user_id) DO UPDATE SET head = user_cursors.head + excluded.head \
                 RETURNING user_id AS id, head AS head";
     let mut heads = HashMap::with_capacity(demand.len());
-    for query in chunked(head, tail, 2, demand, |q, (user, count)| {
+    for query in sql::chunked::<Sqlite, _>(head, tail, 2, demand, |q, (user, count)| {
         q.bind::<Text, _>(*user).bind::<BigInt, _>(*count)
     }) {
         for h in query.load::<CounterHead>(conn)? {
@@ -173,7 +130,7 @@ fn insert_messages(
     let head = "INSERT INTO messages (server_msg_id, client_msg_id, conversation_id, \
                 conversation_type, sender_id, receiver_id, group_id, message_type, content, \
                 send_time, server_time, seq, extra)";
-    for query in chunked(head, "", 13, rows, |q, r| {
+    for query in sql::chunked::<Sqlite, _>(head, "", 13, rows, |q, r| {
         q.bind::<Text, _>(r.server_msg_id)
             .bind::<Text, _>(r.client_msg_id)
             .bind::<Text, _>(r.conversation_id)
@@ -196,7 +153,7 @@ fn insert_messages(
 /// Multi-row inserts of the inbox entries.
 fn insert_inbox(conn: &mut SqliteConnection, rows: &[InboxRow<'_>]) -> Result<(), RepoError> {
     let head = "INSERT INTO user_inbox (user_id, cursor_pos, conversation_id, seq)";
-    for query in chunked(head, "", 4, rows, |q, r| {
+    for query in sql::chunked::<Sqlite, _>(head, "", 4, rows, |q, r| {
         q.bind::<Text, _>(r.user_id)
             .bind::<BigInt, _>(r.cursor_pos)
             .bind::<Text, _>(r.conversation_id)
@@ -214,7 +171,7 @@ fn insert_memberships(
 ) -> Result<(), RepoError> {
     let head = "INSERT INTO user_conversations (user_id, conversation_id, created_at, updated_at)";
     let tail = "ON CONFLICT (user_id, conversation_id) DO NOTHING";
-    for query in chunked(head, tail, 4, rows, |q, r| {
+    for query in sql::chunked::<Sqlite, _>(head, tail, 4, rows, |q, r| {
         q.bind::<Text, _>(r.user_id)
             .bind::<Text, _>(r.conversation_id)
             .bind::<BigInt, _>(r.created_at)
@@ -276,35 +233,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_render() {
-        assert_eq!(placeholders(2, 3), "(?, ?, ?), (?, ?, ?)");
-        assert_eq!(placeholders(1, 1), "(?)");
-    }
-
-    #[test]
-    fn chunks_stay_under_the_bind_limit() {
-        assert_eq!(rows_per_statement(13), 615);
-        assert!(rows_per_statement(13) * 13 <= MAX_BINDS);
-        assert_eq!(rows_per_statement(MAX_BINDS + 1), 1);
-    }
-
-    #[test]
-    fn chunked_statements_cover_all_rows() {
-        let rows: Vec<i64> = (0..9_000).collect();
-        let queries: Vec<String> = chunked("INSERT INTO t (a, b)", "X", 2, &rows, |q, r| {
-            q.bind::<BigInt, _>(*r).bind::<BigInt, _>(*r)
-        })
-        .map(|q| diesel::debug_query::<Sqlite, _>(&q).to_string())
-        .collect();
-        assert_eq!(queries.len(), 3);
-        let first = queries.first().unwrap();
-        assert!(first.starts_with("INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"));
-        assert!(first.contains(") X"));
-        let tuples: usize = queries.iter().map(|q| q.matches("(?, ?)").count()).sum();
-        assert_eq!(tuples, 9_000);
-    }
-
-    #[test]
     fn dedupe_lookup_searches_the_unique_index() {
         use crate::sqlite::test_util::{assert_indexed, memory_conn, plan};
         let mut c = memory_conn();
@@ -312,7 +240,7 @@ mod tests {
         let head = format!("SELECT {} FROM (", message_select_list("m"));
         let tail = ") AS v CROSS JOIN messages AS m \
                     ON m.sender_id = v.column1 AND m.client_msg_id = v.column2";
-        let q = chunked(&head, tail, 2, &keys, |q, (s, k)| {
+        let q = sql::chunked::<Sqlite, _>(&head, tail, 2, &keys, |q, (s, k)| {
             q.bind::<Text, _>(*s).bind::<Text, _>(*k)
         })
         .next()

@@ -1,34 +1,37 @@
-//! Opening, migrations, and data surviving a reopen.
+//! Opening, migrations, and data surviving a reopen (every backend), and
+//! the SQLite file specifics.
 
-use im_core::ports::{MessageStore, UserStore};
-use im_repository::{SqliteOptions, SqliteStore, run_sqlite_migrations};
+use im_core::ports::{HealthCheck, MessageStore, UserStore};
+use im_repository::{
+    AnyStore, Backend, DbOptions, SqliteOptions, SqliteStore, run_migrations, run_sqlite_migrations,
+};
 
-use crate::common::{group, options_in, single, uid};
+use crate::common::{Place, TestDb, group, single, store_tests, uid};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = options_in(&dir);
-    let written = {
-        let store = SqliteStore::open(opts.clone()).await.unwrap();
-        let res = store
-            .append(&[
-                single("alice", "bob", "1"),
-                group("g", "bob", &["alice", "bob"], "2"),
-            ])
-            .await
-            .unwrap();
-        store
-            .record_delivered(&uid("bob"), "d", "group_g", 1)
-            .await
-            .unwrap();
-        store.touch(&uid("alice"), 5).await.unwrap();
+store_tests!(data_survives_reopen, migrations_are_idempotent);
+
+async fn data_survives_reopen(db: TestDb) {
+    let written = db
+        .store
+        .append(&[
+            single("alice", "bob", "1"),
+            group("g", "bob", &["alice", "bob"], "2"),
+        ])
+        .await
+        .unwrap();
+    db.store
+        .record_delivered(&uid("bob"), "d", "group_g", 1)
+        .await
+        .unwrap();
+    db.store.touch(&uid("alice"), 5).await.unwrap();
+    if let DbOptions::Sqlite(o) = &db.place.opts {
         // WAL mode is on: the log sits beside the database
-        assert!(opts.path.with_extension("db-wal").exists());
-        res
-    };
-    // every clone and pooled connection is gone: reopen the file
-    let store = SqliteStore::open(opts).await.unwrap();
+        assert!(o.path.with_extension("db-wal").exists());
+    }
+    let TestDb { store, place } = db;
+    // every clone and pooled connection is gone: reopen the database
+    drop(store);
+    let store = place.open().await;
     for a in &written {
         assert_eq!(
             store
@@ -55,32 +58,54 @@ async fn data_survives_reopen() {
     assert!(again.first().unwrap().duplicate);
 }
 
+/// `db` comes migrated; the test works on a second, empty database.
+async fn migrations_are_idempotent(db: TestDb) {
+    let backend = db.backend();
+    drop(db);
+    let place = Place::new(backend).await.unwrap();
+    // without auto-migration, an unmigrated database is refused
+    let no_migrate = place.opts.clone().with_migrate(false);
+    let err = AnyStore::open(no_migrate.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("im-server migrate"), "{err}");
+    let applied = run_migrations(&place.opts).await.unwrap();
+    assert!(!applied.is_empty());
+    assert!(run_migrations(&place.opts).await.unwrap().is_empty());
+    let store = AnyStore::open(no_migrate).await.unwrap();
+    store.ping().await.unwrap();
+    // open() on a migrated database applies nothing and works
+    let store = place.open().await;
+    store.append(&[single("alice", "bob", "1")]).await.unwrap();
+    // Two server processes starting at once on a fresh database: the
+    // migration lock makes one apply and the other find nothing to do.
+    // (SQLite is one node's file: not a case there.)
+    if backend != Backend::Sqlite {
+        let fresh = Place::new(backend).await.unwrap();
+        let (a, b) = tokio::join!(run_migrations(&fresh.opts), run_migrations(&fresh.opts));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(a.is_empty() != b.is_empty(), "{a:?} {b:?}");
+        let fresh = Place::new(backend).await.unwrap();
+        let (a, b) = tokio::join!(fresh.open(), fresh.open());
+        a.ping().await.unwrap();
+        b.ping().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrations_are_idempotent_and_create_the_directory() {
+async fn sqlite_migrations_create_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a").join("b").join("im.db");
-    // without auto-migration, an unmigrated database is refused
-    let no_migrate = SqliteOptions {
-        migrate: false,
-        ..SqliteOptions::at(&path)
-    };
-    let err = SqliteStore::open(no_migrate.clone()).await.unwrap_err();
-    assert!(err.to_string().contains("im-server migrate"), "{err}");
     let applied = run_sqlite_migrations(&path).unwrap();
     assert!(!applied.is_empty());
     assert!(path.exists());
-    assert!(run_sqlite_migrations(&path).unwrap().is_empty());
-    SqliteStore::open(no_migrate).await.unwrap();
-    // open() on a migrated file applies nothing and works
     let store = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
     assert_eq!(store.path(), path.as_path());
     assert!(store.options().synchronous_full);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn synchronous_normal_works() {
+async fn sqlite_synchronous_normal_works() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options_in(&dir);
+    let mut opts = SqliteOptions::at(dir.path().join("im.db"));
     opts.synchronous_full = false;
     opts.read_pool_size = 0; // clamped to one reader
     let store = SqliteStore::open(opts).await.unwrap();
@@ -89,7 +114,7 @@ async fn synchronous_normal_works() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_paths_are_refused() {
+async fn sqlite_bad_paths_are_refused() {
     let err = SqliteStore::open(SqliteOptions::at(":memory:"))
         .await
         .unwrap_err();
@@ -100,6 +125,28 @@ async fn bad_paths_are_refused() {
         .await
         .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_servers_are_unavailable() {
+    use std::time::Duration;
+    // nothing listens on port 1
+    for url in ["postgres://u@127.0.0.1:1/x", "mysql://u@127.0.0.1:1/x"] {
+        let (DbOptions::Postgres(mut o) | DbOptions::Mysql(mut o)) = DbOptions::from_url(url)
+        else {
+            panic!("{url}");
+        };
+        o.connect_timeout = Duration::from_secs(2);
+        let opts = match Backend::of_url(url) {
+            Backend::Postgres => DbOptions::Postgres(o),
+            _ => DbOptions::Mysql(o),
+        };
+        let err = AnyStore::open(opts).await.unwrap_err();
+        assert!(
+            matches!(err, im_core::StoreError::Unavailable(_)),
+            "{url}: {err:?}"
+        );
+    }
 }
 
 #[test]

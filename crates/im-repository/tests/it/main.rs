@@ -1,5 +1,9 @@
-//! Integration tests of im-repository: each test opens its own SQLite file
-//! in a temporary directory.
+//! Integration tests of im-repository: the same store suite on SQLite (a
+//! file in a temporary directory, always), PostgreSQL and MySQL/MariaDB
+//! (a fresh database per test on the servers named by
+//! `IM_TEST_POSTGRES_URL` / `IM_TEST_MYSQL_URL`; skipped when unset unless
+//! `IM_TEST_REQUIRE_BACKENDS=1`). Test names are
+//! `<module>::<backend>::<test>`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -7,8 +11,14 @@
     clippy::panic
 )]
 
-mod append;
-mod bench;
 mod common;
+
+mod append;
 mod durability;
+mod multi_writer;
 mod reads;
+
+#[allow(dead_code)]
+fn _assert_store_is_send_sync(s: im_repository::AnyStore) -> impl Send + Sync + Clone {
+    s
+}

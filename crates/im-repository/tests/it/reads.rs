@@ -1,12 +1,20 @@
-//! Reads: ranges, lookups, memberships, deliveries, users, health.
+//! Reads: ranges, lookups, memberships, deliveries, users, health — the
+//! same tests on every backend.
 
 use im_core::ports::{ConversationHead, HealthCheck, MessageStore, UserStore};
 
-use crate::common::{group, open, single, uid};
+use crate::common::{TestDb, group, single, store_tests, uid};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conversation_range_bounds_and_limit() {
-    let db = open().await;
+store_tests!(
+    conversation_range_bounds_and_limit,
+    lookups_by_client_and_server_id,
+    user_conversations_list_heads,
+    delivered_seq_never_moves_backwards,
+    users_are_provisioned_by_touch,
+    ids_compare_byte_wise,
+);
+
+async fn conversation_range_bounds_and_limit(db: TestDb) {
     let batch: Vec<_> = (1..=10)
         .map(|i| single("alice", "bob", &format!("{i}")))
         .collect();
@@ -40,9 +48,7 @@ async fn conversation_range_bounds_and_limit() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lookups_by_client_and_server_id() {
-    let db = open().await;
+async fn lookups_by_client_and_server_id(db: TestDb) {
     let m = group("g", "alice", &["alice", "bob"], "cid-1");
     let stored = db.store.append(std::slice::from_ref(&m)).await.unwrap();
     let stored = stored.first().unwrap().message.clone();
@@ -69,9 +75,7 @@ async fn lookups_by_client_and_server_id() {
     assert_eq!(db.store.find_by_server_id("nope").await.unwrap(), None);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_conversations_list_heads() {
-    let db = open().await;
+async fn user_conversations_list_heads(db: TestDb) {
     db.store
         .append(&[
             single("alice", "bob", "1"),
@@ -124,9 +128,7 @@ async fn user_conversations_list_heads() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delivered_seq_never_moves_backwards() {
-    let db = open().await;
+async fn delivered_seq_never_moves_backwards(db: TestDb) {
     let (u, conv) = (uid("alice"), "single_alice_bob");
     assert_eq!(db.store.delivered_seq(&u, "phone", conv).await.unwrap(), 0);
     db.store
@@ -171,9 +173,7 @@ async fn delivered_seq_never_moves_backwards() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn users_are_provisioned_by_touch() {
-    let db = open().await;
+async fn users_are_provisioned_by_touch(db: TestDb) {
     assert!(!db.store.exists(&uid("alice")).await.unwrap());
     db.store.touch(&uid("alice"), 1_000).await.unwrap();
     assert!(db.store.exists(&uid("alice")).await.unwrap());
@@ -181,4 +181,44 @@ async fn users_are_provisioned_by_touch() {
     db.store.touch(&uid("alice"), 2_000).await.unwrap();
     assert!(!db.store.exists(&uid("bob")).await.unwrap());
     db.store.ping().await.unwrap();
+}
+
+/// Ids differing only in case are distinct, and conversations list in
+/// byte order (upper case first) on every backend.
+async fn ids_compare_byte_wise(db: TestDb) {
+    db.store
+        .append(&[
+            single("Bob", "alice", "x"),
+            single("bob", "alice", "x"),
+            single("alice", "Zed", "y"),
+        ])
+        .await
+        .unwrap();
+    let heads: Vec<String> = db
+        .store
+        .user_conversations(&uid("alice"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.conversation_id)
+        .collect();
+    assert_eq!(
+        heads,
+        vec!["single_Bob_alice", "single_Zed_alice", "single_alice_bob"]
+    );
+    let upper = db
+        .store
+        .find_by_client_id(&uid("Bob"), "x")
+        .await
+        .unwrap()
+        .unwrap();
+    let lower = db
+        .store
+        .find_by_client_id(&uid("bob"), "x")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(upper.server_msg_id, lower.server_msg_id);
+    db.store.touch(&uid("alice"), 1).await.unwrap();
+    assert!(!db.store.exists(&uid("ALICE")).await.unwrap());
 }

@@ -1,0 +1,274 @@
+//! The MySQL/MariaDB write path.
+//!
+//! `append` is one InnoDB transaction (READ COMMITTED, set per session at
+//! connect: no gap locks on reads, fewer lock waits between writers) of a
+//! constant number of statements per chunk of rows:
+//!
+//! 1. dedupe: `SELECT ... WHERE (sender_id, client_msg_id) IN ((?, ?), ...)`
+//!    (a range probe of `messages_sender_client_key` per pair);
+//! 2. conversation counters: `INSERT ... ON DUPLICATE KEY UPDATE max_seq =
+//!    max_seq + VALUES(max_seq)`, rows in the plan's sorted order: InnoDB
+//!    takes each row's exclusive lock (creating missing rows) in that order
+//!    and advances it in place; then `SELECT ... FOR UPDATE` reads the new
+//!    heads back (MySQL has no `UPDATE ... RETURNING`; the rows are already
+//!    ours, so this waits for nobody);
+//! 3. messages: multi-row `INSERT`, chunked by binds and bytes;
+//! 4. user cursors: as 2;
+//! 5. inbox rows: multi-row `INSERT`;
+//! 6. memberships: multi-row insert-or-keep (`ON DUPLICATE KEY UPDATE` of
+//!    nothing, rather than `INSERT IGNORE`, which would also silence real
+//!    errors).
+//!
+//! Conversations are always locked before users, each in sorted
+//! (byte-wise, as `utf8mb4_bin` compares) order, so two server processes
+//! wait for each other rather than deadlock. A deadlock or lock wait timeout
+//! that still happens (1213/1205), or a unique violation from a send
+//! another process stored after our dedupe read, rolls the transaction back
+//! and maps to the retryable `StoreError::Conflict`.
+//!
+//! Not `INSERT IGNORE` + `SELECT ... FOR UPDATE` for the counters: the
+//! ignored duplicate takes a shared lock, and two writers upgrading their
+//! shared locks on one row deadlock.
+
+use std::collections::HashMap;
+
+use diesel::mysql::Mysql;
+use diesel::sql_types::{BigInt, Binary, Integer, Text};
+use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
+use im_core::model::{NewMessage, StoredMessage};
+use im_core::ports::Appended;
+
+use crate::error::RepoError;
+use crate::models::{
+    CounterHead, InboxRow, MembershipRow, MessageRow, NewMessageRow, message_select_list,
+};
+use crate::plan::{BatchPlan, ClientKey, CounterDemand, lookup_keys};
+use crate::sql::{self, MAX_STATEMENT_BYTES, rows_per_statement};
+
+/// Appends `batch` in one transaction. See the module docs.
+pub(crate) async fn append(
+    conn: &mut AsyncMysqlConnection,
+    batch: &[NewMessage],
+) -> Result<Vec<Appended>, RepoError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Results are built inside the transaction: a failure there rolls back
+    // instead of reporting an error for a committed batch.
+    let (results, stored) = conn
+        .transaction(async |conn| {
+            let existing = find_existing(conn, &lookup_keys(batch)).await?;
+            let mut plan = BatchPlan::new(batch, existing);
+            if plan.has_new() {
+                let heads = advance_conversations(conn, &plan.counter_demand()).await?;
+                plan.assign_seqs(&heads)?;
+                insert_messages(conn, &plan.message_rows()?).await?;
+                let cursor_heads = advance_cursors(conn, &plan.cursor_demand()).await?;
+                insert_inbox(conn, &plan.inbox_rows(&cursor_heads)?).await?;
+                insert_memberships(conn, &plan.membership_rows()).await?;
+            }
+            let stored = plan.new_count();
+            Ok::<_, RepoError>((plan.into_results()?, stored))
+        })
+        .await?;
+    tracing::debug!(
+        stored,
+        duplicates = batch.len() - stored,
+        "append committed"
+    );
+    Ok(results)
+}
+
+/// The dedupe lookup for one chunk of keys.
+pub(crate) fn find_existing_query<'q>(keys: &'q [ClientKey<'q>]) -> sql::Boxed<'q, Mysql> {
+    let sql = format!(
+        "SELECT {} FROM messages AS m WHERE (m.sender_id, m.client_msg_id) IN ({})",
+        message_select_list("m"),
+        vec!["(?, ?)"; keys.len()].join(", ")
+    );
+    keys.iter().fold(
+        diesel::sql_query(sql).into_boxed::<Mysql>(),
+        |q, (sender, client_msg_id)| q.bind::<Text, _>(*sender).bind::<Text, _>(*client_msg_id),
+    )
+}
+
+async fn find_existing(
+    conn: &mut AsyncMysqlConnection,
+    keys: &[ClientKey<'_>],
+) -> Result<HashMap<(String, String), StoredMessage>, RepoError> {
+    let mut found = HashMap::new();
+    for chunk in keys.chunks(rows_per_statement(2)) {
+        for row in find_existing_query(chunk).load::<MessageRow>(conn).await? {
+            let m = StoredMessage::try_from(row)?;
+            found.insert((m.sender_id.clone(), m.client_msg_id.clone()), m);
+        }
+    }
+    Ok(found)
+}
+
+/// `SELECT {id} AS id, {head} AS head FROM {table} WHERE {id} IN (...) FOR
+/// UPDATE` over `ids`, chunked: the heads of counters this transaction has
+/// already locked.
+async fn read_heads(
+    conn: &mut AsyncMysqlConnection,
+    table: &str,
+    id: &str,
+    head: &str,
+    ids: &[&str],
+) -> Result<HashMap<String, i64>, RepoError> {
+    let mut heads = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(sql::MAX_BINDS) {
+        let sql = format!(
+            "SELECT {id} AS id, {head} AS head FROM {table} WHERE {id} IN ({}) FOR UPDATE",
+            sql::list(chunk.len())
+        );
+        let query = chunk
+            .iter()
+            .fold(diesel::sql_query(sql).into_boxed::<Mysql>(), |q, id| {
+                q.bind::<Text, _>(*id)
+            });
+        for h in query.load::<CounterHead>(conn).await? {
+            heads.insert(h.id, h.head);
+        }
+    }
+    Ok(heads)
+}
+
+async fn advance_conversations(
+    conn: &mut AsyncMysqlConnection,
+    demand: &[CounterDemand<'_>],
+) -> Result<HashMap<String, i64>, RepoError> {
+    let head = "INSERT INTO conversations \
+                (conversation_id, conversation_type, max_seq, created_at, updated_at)";
+    let tail = "ON DUPLICATE KEY UPDATE max_seq = max_seq + VALUES(max_seq), \
+                updated_at = GREATEST(updated_at, VALUES(updated_at))";
+    for query in sql::chunked::<Mysql, _>(head, tail, 5, demand, |q, d| {
+        q.bind::<Text, _>(d.conversation_id)
+            .bind::<Integer, _>(d.conversation_type)
+            .bind::<BigInt, _>(d.count)
+            .bind::<BigInt, _>(d.first_time)
+            .bind::<BigInt, _>(d.last_time)
+    }) {
+        query.execute(conn).await?;
+    }
+    let ids: Vec<&str> = demand.iter().map(|d| d.conversation_id).collect();
+    read_heads(conn, "conversations", "conversation_id", "max_seq", &ids).await
+}
+
+async fn advance_cursors(
+    conn: &mut AsyncMysqlConnection,
+    demand: &[(&str, i64)],
+) -> Result<HashMap<String, i64>, RepoError> {
+    let head = "INSERT INTO user_cursors (user_id, head)";
+    let tail = "ON DUPLICATE KEY UPDATE head = head + VALUES(head)";
+    for query in sql::chunked::<Mysql, _>(head, tail, 2, demand, |q, (user, count)| {
+        q.bind::<Text, _>(*user).bind::<BigInt, _>(*count)
+    }) {
+        query.execute(conn).await?;
+    }
+    let ids: Vec<&str> = demand.iter().map(|(user, _)| *user).collect();
+    read_heads(conn, "user_cursors", "user_id", "head", &ids).await
+}
+
+async fn insert_messages(
+    conn: &mut AsyncMysqlConnection,
+    rows: &[NewMessageRow<'_>],
+) -> Result<(), RepoError> {
+    let head = "INSERT INTO messages (server_msg_id, client_msg_id, conversation_id, \
+                conversation_type, sender_id, receiver_id, group_id, message_type, content, \
+                send_time, server_time, seq, extra)";
+    let chunks = sql::split_by(rows, rows_per_statement(13), MAX_STATEMENT_BYTES, |r| {
+        r.content.len() + r.extra.len() + 256
+    });
+    for query in sql::statements::<Mysql, _>(head, "", 13, chunks, |q, r| {
+        q.bind::<Text, _>(r.server_msg_id)
+            .bind::<Text, _>(r.client_msg_id)
+            .bind::<Text, _>(r.conversation_id)
+            .bind::<Integer, _>(r.conversation_type)
+            .bind::<Text, _>(r.sender_id)
+            .bind::<Text, _>(r.receiver_id)
+            .bind::<Text, _>(r.group_id)
+            .bind::<Integer, _>(r.message_type)
+            .bind::<Binary, _>(r.content)
+            .bind::<BigInt, _>(r.send_time)
+            .bind::<BigInt, _>(r.server_time)
+            .bind::<BigInt, _>(r.seq)
+            .bind::<Text, _>(r.extra)
+    }) {
+        query.execute(conn).await?;
+    }
+    Ok(())
+}
+
+async fn insert_inbox(
+    conn: &mut AsyncMysqlConnection,
+    rows: &[InboxRow<'_>],
+) -> Result<(), RepoError> {
+    let head = "INSERT INTO user_inbox (user_id, cursor_pos, conversation_id, seq)";
+    for query in sql::chunked::<Mysql, _>(head, "", 4, rows, |q, r| {
+        q.bind::<Text, _>(r.user_id)
+            .bind::<BigInt, _>(r.cursor_pos)
+            .bind::<Text, _>(r.conversation_id)
+            .bind::<BigInt, _>(r.seq)
+    }) {
+        query.execute(conn).await?;
+    }
+    Ok(())
+}
+
+async fn insert_memberships(
+    conn: &mut AsyncMysqlConnection,
+    rows: &[MembershipRow<'_>],
+) -> Result<(), RepoError> {
+    let head = "INSERT INTO user_conversations (user_id, conversation_id, created_at, updated_at)";
+    let tail = "ON DUPLICATE KEY UPDATE user_id = user_id";
+    for query in sql::chunked::<Mysql, _>(head, tail, 4, rows, |q, r| {
+        q.bind::<Text, _>(r.user_id)
+            .bind::<Text, _>(r.conversation_id)
+            .bind::<BigInt, _>(r.created_at)
+            .bind::<BigInt, _>(r.updated_at)
+    }) {
+        query.execute(conn).await?;
+    }
+    Ok(())
+}
+
+/// Raises the delivered seq of (user, device, conversation) to `seq`; a
+/// lower or equal `seq` changes nothing.
+pub(crate) async fn record_delivered(
+    conn: &mut AsyncMysqlConnection,
+    user: &str,
+    device: &str,
+    conversation_id: &str,
+    seq: i64,
+) -> Result<(), RepoError> {
+    diesel::sql_query(
+        "INSERT INTO deliveries (user_id, device_id, conversation_id, seq) VALUES (?, ?, ?, ?) \
+         ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq))",
+    )
+    .bind::<Text, _>(user)
+    .bind::<Text, _>(device)
+    .bind::<Text, _>(conversation_id)
+    .bind::<BigInt, _>(seq)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Creates `user` or moves its `last_seen` forward to `now_ms`.
+pub(crate) async fn touch_user(
+    conn: &mut AsyncMysqlConnection,
+    user: &str,
+    now_ms: i64,
+) -> Result<(), RepoError> {
+    diesel::sql_query(
+        "INSERT INTO users (user_id, created_at, last_seen) VALUES (?, ?, ?) \
+         ON DUPLICATE KEY UPDATE last_seen = GREATEST(last_seen, VALUES(last_seen))",
+    )
+    .bind::<Text, _>(user)
+    .bind::<BigInt, _>(now_ms)
+    .bind::<BigInt, _>(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! The im-core ports, implemented once for every store.
+//!
+//! The reads are the same diesel queries ([`crate::read`]) on every backend;
+//! only the connection type differs, which a generic impl cannot name without
+//! a wall of per-query trait bounds. So a macro writes the three trait impls
+//! for a store type that provides:
+//!
+//! * `async fn reader(&self) -> StoreResult<impl DerefMut<Target = Conn>>`;
+//! * `async fn append_batch(&self, &[NewMessage]) -> StoreResult<Vec<Appended>>`;
+//! * `async fn record_delivered_impl(&self, user, device, conversation_id, seq) -> StoreResult<()>`;
+//! * `async fn touch_impl(&self, user, now_ms) -> StoreResult<()>`.
+
+/// `limit` as a SQL LIMIT.
+pub(crate) fn sql_limit(limit: u32) -> i64 {
+    i64::from(limit)
+}
+
+macro_rules! impl_store_ports {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl im_core::ports::MessageStore for $store {
+            #[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
+            async fn append(
+                &self,
+                batch: &[im_core::model::NewMessage],
+            ) -> im_core::ports::StoreResult<Vec<im_core::ports::Appended>> {
+                if batch.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.append_batch(batch).await
+            }
+
+            async fn find_by_client_id(
+                &self,
+                sender: &im_core::UserId,
+                client_msg_id: &str,
+            ) -> im_core::ports::StoreResult<Option<im_core::model::StoredMessage>> {
+                use diesel::OptionalExtension;
+                use diesel_async::RunQueryDsl;
+                let mut conn = self.reader().await?;
+                crate::read::by_client_id(sender.as_str(), client_msg_id)
+                    .first::<crate::models::MessageRow>(&mut *conn)
+                    .await
+                    .optional()
+                    .map_err(crate::error::map_diesel)?
+                    .map(im_core::model::StoredMessage::try_from)
+                    .transpose()
+            }
+
+            async fn find_by_server_id(
+                &self,
+                server_msg_id: &str,
+            ) -> im_core::ports::StoreResult<Option<im_core::model::StoredMessage>> {
+                use diesel::OptionalExtension;
+                use diesel_async::RunQueryDsl;
+                let mut conn = self.reader().await?;
+                crate::read::by_server_id(server_msg_id)
+                    .first::<crate::models::MessageRow>(&mut *conn)
+                    .await
+                    .optional()
+                    .map_err(crate::error::map_diesel)?
+                    .map(im_core::model::StoredMessage::try_from)
+                    .transpose()
+            }
+
+            async fn conversation_range(
+                &self,
+                conversation_id: &str,
+                after_seq: i64,
+                up_to_seq: i64,
+                limit: u32,
+            ) -> im_core::ports::StoreResult<Vec<im_core::model::StoredMessage>> {
+                use diesel_async::RunQueryDsl;
+                if after_seq >= up_to_seq || limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let mut conn = self.reader().await?;
+                let rows = crate::read::conversation_range(
+                    conversation_id,
+                    after_seq,
+                    up_to_seq,
+                    crate::ports::sql_limit(limit),
+                )
+                .load::<crate::models::MessageRow>(&mut *conn)
+                .await
+                .map_err(crate::error::map_diesel)?;
+                crate::models::to_stored(rows)
+            }
+
+            async fn user_conversations(
+                &self,
+                user: &im_core::UserId,
+            ) -> im_core::ports::StoreResult<Vec<im_core::ports::ConversationHead>> {
+                use diesel_async::RunQueryDsl;
+                let mut conn = self.reader().await?;
+                let rows = crate::read::user_conversations(user.as_str())
+                    .load::<(String, i64)>(&mut *conn)
+                    .await
+                    .map_err(crate::error::map_diesel)?;
+                Ok(rows
+                    .into_iter()
+                    .map(
+                        |(conversation_id, max_seq)| im_core::ports::ConversationHead {
+                            conversation_id,
+                            max_seq,
+                        },
+                    )
+                    .collect())
+            }
+
+            async fn inbox_head(&self, user: &im_core::UserId) -> im_core::ports::StoreResult<i64> {
+                use diesel::OptionalExtension;
+                use diesel_async::RunQueryDsl;
+                let mut conn = self.reader().await?;
+                Ok(crate::read::inbox_head(user.as_str())
+                    .first::<i64>(&mut *conn)
+                    .await
+                    .optional()
+                    .map_err(crate::error::map_diesel)?
+                    .unwrap_or(0))
+            }
+
+            async fn inbox_after(
+                &self,
+                user: &im_core::UserId,
+                after: i64,
+                limit: u32,
+            ) -> im_core::ports::StoreResult<Vec<im_core::ports::InboxEntry>> {
+                use diesel_async::RunQueryDsl;
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let mut conn = self.reader().await?;
+                let rows =
+                    crate::read::inbox_after(user.as_str(), after, crate::ports::sql_limit(limit))
+                        .load::<(i64, crate::models::MessageRow)>(&mut *conn)
+                        .await
+                        .map_err(crate::error::map_diesel)?;
+                rows.into_iter()
+                    .map(|(cursor, row)| {
+                        Ok(im_core::ports::InboxEntry {
+                            cursor,
+                            message: im_core::model::StoredMessage::try_from(row)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn record_delivered(
+                &self,
+                user: &im_core::UserId,
+                device: &str,
+                conversation_id: &str,
+                seq: i64,
+            ) -> im_core::ports::StoreResult<()> {
+                self.record_delivered_impl(user.as_str(), device, conversation_id, seq)
+                    .await
+            }
+
+            async fn delivered_seq(
+                &self,
+                user: &im_core::UserId,
+                device: &str,
+                conversation_id: &str,
+            ) -> im_core::ports::StoreResult<i64> {
+                use diesel::OptionalExtension;
+                use diesel_async::RunQueryDsl;
+                let mut conn = self.reader().await?;
+                Ok(
+                    crate::read::delivered_seq(user.as_str(), device, conversation_id)
+                        .first::<i64>(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(crate::error::map_diesel)?
+                        .unwrap_or(0),
+                )
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl im_core::ports::UserStore for $store {
+            async fn touch(
+                &self,
+                user: &im_core::UserId,
+                now_ms: i64,
+            ) -> im_core::ports::StoreResult<()> {
+                self.touch_impl(user.as_str(), now_ms).await
+            }
+
+            async fn exists(&self, user: &im_core::UserId) -> im_core::ports::StoreResult<bool> {
+                use diesel_async::RunQueryDsl;
+                let mut conn = self.reader().await?;
+                crate::read::user_exists(user.as_str())
+                    .get_result::<bool>(&mut *conn)
+                    .await
+                    .map_err(crate::error::map_diesel)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl im_core::ports::HealthCheck for $store {
+            async fn ping(&self) -> im_core::ports::StoreResult<()> {
+                use diesel_async::RunQueryDsl;
+                let mut conn = self.reader().await?;
+                diesel::sql_query("SELECT 1")
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(crate::error::map_diesel)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store_ports;
