@@ -67,8 +67,10 @@ pub fn service_config(c: &Config) -> ServiceConfig {
             workers: c.message.writer.workers,
             enqueue_timeout: c.message.writer.enqueue_timeout,
         },
-        // recall_window, max_group_members, presence and group-cache knobs:
-        // service defaults until the config grows keys for them.
+        recall_window: c.message.recall_window,
+        max_group_members: c.group.max_members,
+        max_presence_subscriptions: c.group.max_presence_subscriptions,
+        // The group membership cache keeps its service defaults.
         ..ServiceConfig::default()
     }
 }

@@ -378,3 +378,89 @@ async fn sqlite_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     kill9_mid_stream(Backend::sqlite(dir.path())).await;
 }
+
+/// A fresh PostgreSQL database for one test, created and dropped with `psql`
+/// against the server named by `IM_TEST_POSTGRES_URL`.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    /// None (test skipped, reason printed) when no server is configured; a
+    /// panic when CI requires the backends and the server is unusable.
+    fn create() -> Option<Self> {
+        let required = std::env::var("IM_TEST_REQUIRE_BACKENDS").is_ok_and(|v| v == "1");
+        let Ok(admin_url) = std::env::var("IM_TEST_POSTGRES_URL") else {
+            assert!(
+                !required,
+                "IM_TEST_REQUIRE_BACKENDS=1 but IM_TEST_POSTGRES_URL is not set"
+            );
+            eprintln!("skipping: IM_TEST_POSTGRES_URL not set");
+            return None;
+        };
+        let name = format!(
+            "im_dur_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+                % 1_000_000_000
+        );
+        let out = Command::new("psql")
+            .arg(&admin_url)
+            .args([
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-c",
+                &format!("CREATE DATABASE {name}"),
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run psql to create a test database: {e}"));
+        assert!(
+            out.status.success(),
+            "CREATE DATABASE failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        Some(Self {
+            admin_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(&self.admin_url)
+            .args([
+                "-q",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_survives_kill_9() {
+    let Some(db) = PgDatabase::create() else {
+        return;
+    };
+    kill9_mid_stream(Backend {
+        name: "postgres",
+        env: vec![
+            ("IM_DATABASE__TYPE".into(), "postgres".into()),
+            ("IM_DATABASE__URL".into(), db.url.clone()),
+        ],
+    })
+    .await;
+}

@@ -335,33 +335,55 @@ async fn same_platform_login_kicks_the_old_session() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn health_answers_json() {
-    let s = TestServer::start().await;
+/// A raw HTTP/1.1 request; returns (status line, lower-cased headers, body).
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(s.addrs.http).await.unwrap();
-    stream
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).await.unwrap();
     let mut out = String::new();
     stream.read_to_string(&mut out).await.unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    assert!(
-        out.to_ascii_lowercase()
-            .contains("content-type: application/json")
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[tokio::test]
+async fn health_ready_and_json_errors() {
+    let s = TestServer::start().await;
+    let (status, head, body) = http(s.addrs.http, "GET", "/health", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert_eq!(
+        body,
+        r#"{"code":0,"message":"OK","data":{"status":"healthy"}}"#
     );
+    let (status, _, body) = http(s.addrs.http, "GET", "/ready", &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    // Unknown routes and wrong methods are JSON errors with the status as code.
+    let (status, head, body) = http(s.addrs.http, "GET", "/nope", &[], "").await;
+    assert_eq!(status, 404);
+    assert!(head.contains("content-type: application/json"), "{head}");
     assert!(
-        out.contains(r#"{"code":0,"message":"OK","data":{"status":"healthy"}}"#),
-        "{out}"
+        body.contains(r#""code":404"#) && body.contains(r#""error":"not_found""#),
+        "{body}"
     );
-    let mut stream = tokio::net::TcpStream::connect(s.addrs.http).await.unwrap();
-    stream
-        .write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let (status, _, body) = http(s.addrs.http, "POST", "/health", &[], "").await;
+    assert_eq!(status, 405, "{body}");
+    assert!(body.contains(r#""code":405"#), "{body}");
     s.stop().await;
 }
