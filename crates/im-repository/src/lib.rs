@@ -31,6 +31,7 @@ mod any;
 mod error;
 #[cfg(test)]
 mod explain_util;
+mod groups;
 mod models;
 mod mysql;
 mod pg;

@@ -13,6 +13,7 @@
 //! * Migrations are embedded (`migrations/mysql`) and applied at open under
 //!   a named lock, or by [`run_mysql_migrations`].
 
+mod groups;
 mod migrate;
 mod write;
 

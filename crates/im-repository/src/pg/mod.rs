@@ -11,6 +11,7 @@
 //! * Migrations are embedded (`migrations/postgres`) and applied at open
 //!   under an advisory lock, or by [`run_postgres_migrations`].
 
+mod groups;
 mod migrate;
 mod write;
 

@@ -16,6 +16,8 @@
 //!   replaced before the next write instead of poisoning every later one.
 
 mod conn;
+mod conversations;
+mod groups;
 mod migrate;
 mod write;
 

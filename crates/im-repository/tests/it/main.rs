@@ -14,7 +14,9 @@
 mod common;
 
 mod append;
+mod conversation_state;
 mod durability;
+mod groups;
 mod multi_writer;
 mod reads;
 
