@@ -74,11 +74,18 @@ macro_rules! message_select {
 
 /// Dedupe lookup: the stored messages among the (sender, client_msg_id)
 /// pairs, one index probe of `messages_sender_client_key` per pair.
+///
+/// A `LATERAL ... LIMIT 1` rather than a plain join: the statement stays
+/// prepared, and a generic plan made while `messages` was small (or before
+/// autovacuum first analyzed it) would hash-join against a sequential scan
+/// of the whole table for good; the lateral subquery cannot be flattened,
+/// so every plan is a nested loop of index probes.
 pub(crate) const FIND_EXISTING: &str = concat!(
     "SELECT ",
     message_select!(),
     " FROM unnest($1::text[], $2::text[]) AS k(sender_id, client_msg_id) \
-     JOIN messages AS m ON m.sender_id = k.sender_id AND m.client_msg_id = k.client_msg_id"
+     CROSS JOIN LATERAL (SELECT * FROM messages AS x \
+         WHERE x.sender_id = k.sender_id AND x.client_msg_id = k.client_msg_id LIMIT 1) AS m"
 );
 
 /// Creates missing conversation counters and advances all of them, locking

@@ -8,7 +8,11 @@ use im_repository::{
 
 use crate::common::{Place, TestDb, group, single, store_tests, uid};
 
-store_tests!(data_survives_reopen, migrations_are_idempotent);
+store_tests!(
+    data_survives_reopen,
+    migrations_are_idempotent,
+    old_pooled_connections_are_replaced,
+);
 
 async fn data_survives_reopen(db: TestDb) {
     let written = db
@@ -88,6 +92,32 @@ async fn migrations_are_idempotent(db: TestDb) {
         a.ping().await.unwrap();
         b.ping().await.unwrap();
     }
+}
+
+/// A store whose connections outlive `conn_max_lifetime` at once keeps
+/// working: each checkout drops the old connection and opens a new one.
+async fn old_pooled_connections_are_replaced(db: TestDb) {
+    let opts = match db.place.opts.clone() {
+        DbOptions::Sqlite(_) => return, // one writer connection, no lifetime
+        DbOptions::Postgres(mut o) => {
+            o.conn_max_lifetime = Some(std::time::Duration::from_millis(1));
+            DbOptions::Postgres(o)
+        }
+        DbOptions::Mysql(mut o) => {
+            o.conn_max_lifetime = Some(std::time::Duration::from_millis(1));
+            DbOptions::Mysql(o)
+        }
+    };
+    let store = AnyStore::open(opts).await.unwrap();
+    for i in 0..20 {
+        store
+            .append(&[single("alice", "bob", &format!("{i}"))])
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        store.ping().await.unwrap();
+    }
+    assert_eq!(store.inbox_head(&uid("bob")).await.unwrap(), 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
