@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use im_core::Generation;
-use im_core::ports::{HealthCheck, MessageStore, SystemClock, UserStore};
+use im_core::ports::{
+    ConversationStore, GroupStore, HealthCheck, MessageStore, SystemClock, UserStore,
+};
 use im_repository::{AnyStore, DbOptions, ServerDbOptions, SqliteOptions, run_migrations};
 use im_service::idgen::RandomIdGen;
-use im_service::{Hub, JwtAuth, MessageWriter, MessagingService, ServiceConfig, Services};
+use im_service::{Hub, JwtAuth, MessageWriter, MessagingService, Ports, ServiceConfig, Services};
 use im_transport::{Transport, TransportConfig};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -155,13 +157,20 @@ impl App {
         let health: Arc<dyn HealthCheck> = store.clone();
         let svc_cfg = service_config(&config);
         let (writer, writer_tasks) = MessageWriter::spawn(Arc::clone(&messages), &svc_cfg.writer);
-        let messaging = MessagingService::new(
-            messages,
-            Arc::clone(&users),
+        let groups: Arc<dyn GroupStore> = store.clone();
+        let conversations: Arc<dyn ConversationStore> = store.clone();
+        let messaging = MessagingService::from_ports(
+            Ports {
+                messages,
+                users: Arc::clone(&users),
+                groups,
+                conversations,
+                presence: Arc::new(im_cache::MemoryPresence::new()),
+                clock: Arc::new(SystemClock),
+                ids: Arc::new(RandomIdGen),
+            },
             writer,
             Arc::new(Hub::new()),
-            Arc::new(SystemClock),
-            Arc::new(RandomIdGen),
             svc_cfg,
         );
         let services = Arc::new(Services {
