@@ -1,5 +1,5 @@
 //! The group and conversation-state writes of the server backends
-//! (PostgreSQL, MySQL/MariaDB), written once: [`server_writes!`] expands in
+//! (PostgreSQL, MySQL/MariaDB), written once: `server_writes!` expands in
 //! `pg::groups` and `mysql::groups`, which supply the few statements whose
 //! SQL differs (the insert-or-keep dialect and how the counter row is
 //! locked):
