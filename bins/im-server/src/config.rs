@@ -1109,7 +1109,12 @@ impl Config {
     }
 
     fn validate_session_cluster(&self, v: &mut Validator) {
-        v.range("group.max_members", u64::from(self.group.max_members), 2, 100_000);
+        v.range(
+            "group.max_members",
+            u64::from(self.group.max_members),
+            2,
+            100_000,
+        );
         v.range(
             "group.max_presence_subscriptions",
             self.group.max_presence_subscriptions as u64,

@@ -321,11 +321,12 @@ impl GroupService {
         self.live_group(group_id).await
     }
 
-    /// `user` leaves the group. The owner cannot leave.
+    /// `user` leaves the group. The owner cannot leave (400, as in the
+    /// reference server: dismiss the group instead).
     pub async fn leave(&self, user: &UserId, group_id: &str) -> Result<()> {
         let (_, me) = self.membership(group_id, user).await?;
         if me.role == GroupRole::Owner {
-            return Err(ServiceError::denied(
+            return Err(ServiceError::invalid(
                 "the owner cannot leave the group; dismiss it instead",
             ));
         }

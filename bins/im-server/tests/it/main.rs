@@ -8,6 +8,7 @@
 
 mod bad_input;
 mod durability;
+mod lifecycle;
 mod messaging;
 
 use std::time::Duration;

@@ -409,7 +409,7 @@ async fn leave_join_update_and_visibility() {
     let (alice, bob, carol, dave) = (uid("alice"), uid("bob"), uid("carol"), uid("dave"));
     assert!(matches!(
         groups.leave(&alice, &gid).await,
-        Err(ServiceError::PermissionDenied(_))
+        Err(ServiceError::InvalidParam(_))
     ));
     groups.leave(&carol, &gid).await.unwrap();
     assert!(matches!(
