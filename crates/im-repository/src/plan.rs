@@ -255,7 +255,13 @@ impl<'a> BatchPlan<'a> {
     /// One membership row per distinct (participant, conversation), sorted.
     pub(crate) fn membership_rows(&self) -> Vec<MembershipRow<'a>> {
         let mut pairs: BTreeMap<(&'a str, &'a str), i64> = BTreeMap::new();
-        for m in self.new_messages() {
+        // Group conversation membership is owned by the GroupStore (added
+        // and removed with the members); re-inserting it here could bring a
+        // member kicked concurrently with a send back into the conversation.
+        for m in self
+            .new_messages()
+            .filter(|m| m.conversation_type != im_core::ConversationType::Group)
+        {
             for p in Self::participants(m) {
                 pairs
                     .entry((p, m.conversation_id.as_str()))
