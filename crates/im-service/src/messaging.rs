@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use im_core::command::{ConversationBatch, Event, Reply, SendRequest, SyncState};
 use im_core::model::{MessageType, MessageView, NewMessage, StoredMessage};
 use im_core::ports::{
@@ -758,11 +757,6 @@ impl MessagingService {
             }
         }
         Ok(())
-    }
-
-    /// Content helper for tests and the CLI.
-    pub fn text(s: &str) -> Bytes {
-        Bytes::copy_from_slice(s.as_bytes())
     }
 }
 

@@ -61,15 +61,6 @@ async fn history(
     let me = me.user.as_str();
     ok(views
         .iter()
-        .map(|v| {
-            let mut dto = MessageDto::view(&v.message, me, 0);
-            dto.is_read = v.is_read;
-            dto.status = if v.is_read && v.message.sender_id != me {
-                3
-            } else {
-                1
-            };
-            dto
-        })
+        .map(|v| MessageDto::with_read_flag(&v.message, me, v.is_read))
         .collect())
 }

@@ -110,8 +110,12 @@ impl MessageDto {
     /// The message as `viewer` sees it (`read_seq` = the viewer's read cursor).
     /// `messageID` follows the v1 rule: the sender knows it by client id.
     pub fn view(m: &StoredMessage, viewer: &str, read_seq: i64) -> Self {
+        Self::with_read_flag(m, viewer, m.sender_id == viewer || m.seq <= read_seq)
+    }
+
+    /// The message as `viewer` sees it, with a read flag the service computed.
+    pub fn with_read_flag(m: &StoredMessage, viewer: &str, is_read: bool) -> Self {
         let own = m.sender_id == viewer;
-        let is_read = own || m.seq <= read_seq;
         Self {
             message_id: if own && !m.client_msg_id.is_empty() {
                 m.client_msg_id.clone()
