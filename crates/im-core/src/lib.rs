@@ -13,6 +13,7 @@ pub mod ports;
 pub use error::{ErrorCode, StoreError};
 pub use ids::{ConversationId, ConversationType, IdError, UserId};
 pub use model::{
-    ConversationSummary, Generation, Group, GroupMember, GroupPatch, GroupRole, MessageType,
-    NewMessage, Revocation, StoredMessage,
+    Account, Block, ConversationSummary, Friend, FriendRequest, FriendRequestStatus, Generation,
+    Group, GroupMember, GroupPatch, GroupRole, MessageType, NewMessage, ProfilePatch, Revocation,
+    StoredMessage, UserProfile,
 };

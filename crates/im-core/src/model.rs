@@ -198,3 +198,103 @@ pub struct ConversationSummary {
     /// Time of the latest change (ms).
     pub updated_at: i64,
 }
+
+/// A user's public profile (`IMUser`, contract §4). Times in ms.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserProfile {
+    pub user_id: String,
+    pub nickname: String,
+    pub avatar: String,
+    pub phone: String,
+    pub email: String,
+    /// 0 unknown, 1 male, 2 female.
+    pub gender: i32,
+    /// Birth date (ms since the epoch; 0 = unknown).
+    pub birth: i64,
+    pub signature: String,
+    pub extra: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Profile fields an update may change (`None` = unchanged).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProfilePatch {
+    pub nickname: Option<String>,
+    pub avatar: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub gender: Option<i32>,
+    pub birth: Option<i64>,
+    pub signature: Option<String>,
+    pub extra: Option<String>,
+}
+
+/// Login credentials of a registered user: `username` is also the user id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user_id: String,
+    /// A PHC string (argon2id), never the password.
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+/// One side of a friendship: `owner_id`'s entry for `friend_id` (`IMFriend`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Friend {
+    pub owner_id: String,
+    pub friend_id: String,
+    /// The owner's private name for the friend.
+    pub remark: String,
+    /// How the friendship started (1 = request accepted).
+    pub add_source: i32,
+    /// Who completed it (the one who accepted).
+    pub operator_id: String,
+    pub extra: String,
+    pub created_at: i64,
+}
+
+/// State of a friend request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum FriendRequestStatus {
+    Pending = 0,
+    Accepted = 1,
+    Rejected = 2,
+}
+
+impl FriendRequestStatus {
+    pub const fn code(self) -> i32 {
+        self as i32
+    }
+
+    pub const fn from_code(code: i32) -> Option<Self> {
+        match code {
+            0 => Some(Self::Pending),
+            1 => Some(Self::Accepted),
+            2 => Some(Self::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// A request from `from_id` to become friends with `to_id` (at most one per
+/// ordered pair; asking again refreshes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FriendRequest {
+    pub from_id: String,
+    pub to_id: String,
+    pub message: String,
+    pub status: FriendRequestStatus,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// `owner_id` blocked `blocked_id`: messages and friend requests from
+/// `blocked_id` to `owner_id` are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub owner_id: String,
+    pub blocked_id: String,
+    pub created_at: i64,
+}

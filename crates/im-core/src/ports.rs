@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use crate::error::StoreError;
 use crate::ids::UserId;
 use crate::model::{
-    ConversationSummary, Group, GroupMember, GroupPatch, GroupRole, NewMessage, StoredMessage,
+    Account, Block, ConversationSummary, Friend, FriendRequest, FriendRequestStatus, Group,
+    GroupMember, GroupPatch, GroupRole, NewMessage, ProfilePatch, StoredMessage, UserProfile,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -106,6 +107,108 @@ pub trait UserStore: Send + Sync {
 
     /// Whether `user` has ever been seen.
     async fn exists(&self, user: &UserId) -> StoreResult<bool>;
+
+    /// Registers a user with a password in one transaction: the user row
+    /// (with `profile`) and the credentials. `StoreError::Conflict` when the
+    /// user id already exists (registered, or provisioned by a token).
+    async fn create_account(&self, profile: &UserProfile, account: &Account) -> StoreResult<()>;
+
+    /// The credentials of `user_id`, if the user registered with a password.
+    async fn account(&self, user_id: &str) -> StoreResult<Option<Account>>;
+
+    /// Profiles of those of `users` who exist, in no particular order.
+    async fn profiles(&self, users: &[String]) -> StoreResult<Vec<UserProfile>>;
+
+    /// Applies `patch` to `user`'s profile, creating the user if it was never
+    /// seen; returns the profile after the change.
+    async fn update_profile(
+        &self,
+        user: &str,
+        patch: &ProfilePatch,
+        now_ms: i64,
+    ) -> StoreResult<UserProfile>;
+
+    /// Users whose id or nickname contains `keyword` (case-insensitive for
+    /// ASCII), ordered by user id, at most `limit`.
+    async fn search_users(&self, keyword: &str, limit: u32) -> StoreResult<Vec<UserProfile>>;
+}
+
+/// Friendships, friend requests and blocklists.
+#[async_trait]
+pub trait FriendStore: Send + Sync {
+    /// Creates or refreshes the request `req.from_id -> req.to_id` (status
+    /// pending, message and `updated_at` replaced; `created_at` kept on refresh).
+    async fn put_request(&self, req: &FriendRequest) -> StoreResult<()>;
+
+    /// The request `from -> to`, if any.
+    async fn request(&self, from: &str, to: &str) -> StoreResult<Option<FriendRequest>>;
+
+    /// Requests sent to `user` (`incoming`) or by `user`, newest first, at most `limit`.
+    async fn requests(
+        &self,
+        user: &str,
+        incoming: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<FriendRequest>>;
+
+    /// Sets the status of the pending request `from -> to`; false if there is
+    /// no pending one.
+    async fn resolve_request(
+        &self,
+        from: &str,
+        to: &str,
+        status: FriendRequestStatus,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+
+    /// In one transaction: both friend rows (`a` is `a.owner_id`'s side, `b`
+    /// the other's; an existing row is kept as it is), and every pending
+    /// request between the two marked accepted.
+    async fn add_friendship(&self, a: &Friend, b: &Friend, now_ms: i64) -> StoreResult<()>;
+
+    /// Removes both sides of the friendship; false if neither existed.
+    async fn remove_friendship(&self, a: &str, b: &str) -> StoreResult<bool>;
+
+    /// `owner`'s entry for `friend`.
+    async fn friend(&self, owner: &str, friend: &str) -> StoreResult<Option<Friend>>;
+
+    /// Every friend of `owner`, ordered by friend id.
+    async fn friends(&self, owner: &str) -> StoreResult<Vec<Friend>>;
+
+    /// Sets `owner`'s remark for `friend`; the updated entry, None if not friends.
+    async fn set_remark(
+        &self,
+        owner: &str,
+        friend: &str,
+        remark: &str,
+    ) -> StoreResult<Option<Friend>>;
+
+    /// `owner` blocks `target`; false if already blocked.
+    async fn block(&self, owner: &str, target: &str, now_ms: i64) -> StoreResult<bool>;
+
+    /// `owner` unblocks `target`; false if not blocked.
+    async fn unblock(&self, owner: &str, target: &str) -> StoreResult<bool>;
+
+    /// Whom `owner` blocked, ordered by blocked id.
+    async fn blocks(&self, owner: &str) -> StoreResult<Vec<Block>>;
+
+    /// Whether `owner` blocked `target`.
+    async fn is_blocked(&self, owner: &str, target: &str) -> StoreResult<bool>;
+}
+
+/// Revoked tokens (logout, refresh rotation), by JWT id, kept until they
+/// expire on their own.
+#[async_trait]
+pub trait TokenRevocationStore: Send + Sync {
+    /// Revokes token `jti` of `user`, which expires at `expires_at` (seconds).
+    /// Revoking twice is not an error.
+    async fn revoke(&self, jti: &str, user: &str, expires_at: i64) -> StoreResult<()>;
+
+    /// Whether `jti` was revoked.
+    async fn is_revoked(&self, jti: &str) -> StoreResult<bool>;
+
+    /// Forgets revocations of tokens that expired before `now_secs`; returns how many.
+    async fn purge_expired(&self, now_secs: i64) -> StoreResult<u64>;
 }
 
 /// Health of a backend, for `/ready`.
