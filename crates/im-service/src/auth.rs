@@ -20,7 +20,17 @@ pub struct Claims {
     pub exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// Token id, the handle of revocation (tokens we issue always have one;
+    /// tokens minted elsewhere may not, and then cannot be revoked one by one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// `refresh` for refresh tokens; absent for access tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typ: Option<String>,
 }
+
+/// `typ` claim of refresh tokens.
+pub const REFRESH_TYP: &str = "refresh";
 
 /// Who a token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +40,8 @@ pub struct Identity {
     pub platform: String,
     /// Expiry in seconds since the epoch (`i64::MAX` for demo tokens).
     pub expires_at: i64,
+    /// The token's `jti` (None for demo tokens and tokens minted without one).
+    pub token_id: Option<String>,
 }
 
 /// Why a token was refused.
@@ -47,6 +59,12 @@ pub enum AuthError {
     DemoDisabled,
     #[error("token user does not match user_id")]
     UserMismatch,
+    #[error("token has been revoked")]
+    Revoked,
+    #[error("invalid username or password")]
+    BadCredentials,
+    #[error("wrong kind of token (refresh tokens only refresh; access tokens do not)")]
+    WrongKind,
     #[error("cannot sign token: {0}")]
     Signing(String),
 }
@@ -57,6 +75,18 @@ impl AuthError {
         match self {
             Self::Expired => ErrorCode::TokenExpired,
             _ => ErrorCode::AuthFailed,
+        }
+    }
+
+    /// A short, stable, machine-readable name (HTTP `error`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Expired => "token_expired",
+            Self::Revoked => "token_revoked",
+            Self::BadCredentials => "bad_credentials",
+            Self::WrongKind => "wrong_token_kind",
+            Self::Signing(_) => "internal",
+            _ => "unauthorized",
         }
     }
 }
@@ -94,7 +124,8 @@ impl JwtAuth {
         }
     }
 
-    /// Signs a token for `user` on `platform`, valid `ttl_secs` from `now_secs`.
+    /// Signs an access token for `user` on `platform`, valid `ttl_secs` from
+    /// `now_secs`, with a fresh random `jti`.
     pub fn issue(
         &self,
         user: &UserId,
@@ -102,18 +133,44 @@ impl JwtAuth {
         now_secs: i64,
         ttl_secs: i64,
     ) -> Result<String, AuthError> {
+        self.sign(user, platform, now_secs, ttl_secs, None)
+    }
+
+    /// Signs a refresh token (`typ: refresh`): it is accepted only by
+    /// [`JwtAuth::verify_refresh`], never as an access token.
+    pub fn issue_refresh(
+        &self,
+        user: &UserId,
+        platform: &str,
+        now_secs: i64,
+        ttl_secs: i64,
+    ) -> Result<String, AuthError> {
+        self.sign(user, platform, now_secs, ttl_secs, Some(REFRESH_TYP))
+    }
+
+    fn sign(
+        &self,
+        user: &UserId,
+        platform: &str,
+        now_secs: i64,
+        ttl_secs: i64,
+        typ: Option<&str>,
+    ) -> Result<String, AuthError> {
         let claims = Claims {
             user_id: user.as_str().to_owned(),
             platform: platform.to_owned(),
             iat: now_secs,
             exp: now_secs.saturating_add(ttl_secs),
             nbf: None,
+            jti: Some(hex::encode(rand::random::<[u8; 16]>())),
+            typ: typ.map(str::to_owned),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Signing(e.to_string()))
     }
 
-    /// Verifies `token` and returns whose it is.
+    /// Verifies an access token (or a demo token, when enabled) and returns
+    /// whose it is. Revocation is checked by the caller (it needs the store).
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         if let Some(user) = token.strip_prefix(DEMO_PREFIX) {
             if !self.allow_demo {
@@ -124,19 +181,42 @@ impl JwtAuth {
                 user,
                 platform: String::new(),
                 expires_at: i64::MAX,
+                token_id: None,
             });
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let claims = self.decode(token)?;
+        if claims.typ.is_some() {
+            return Err(AuthError::WrongKind);
+        }
+        Self::identity(claims)
+    }
+
+    /// Verifies a refresh token (never a demo or access token).
+    pub fn verify_refresh(&self, token: &str) -> Result<Identity, AuthError> {
+        let claims = self.decode(token)?;
+        if claims.typ.as_deref() != Some(REFRESH_TYP) || claims.jti.is_none() {
+            return Err(AuthError::WrongKind);
+        }
+        Self::identity(claims)
+    }
+
+    fn decode(&self, token: &str) -> Result<Claims, AuthError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|d| d.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 _ => AuthError::Invalid,
-            })?;
-        let user = UserId::parse(data.claims.user_id).map_err(|_| AuthError::BadUser)?;
+            })
+    }
+
+    fn identity(claims: Claims) -> Result<Identity, AuthError> {
+        let user = UserId::parse(claims.user_id).map_err(|_| AuthError::BadUser)?;
         Ok(Identity {
             user,
-            platform: data.claims.platform,
-            expires_at: data.claims.exp,
+            platform: claims.platform,
+            expires_at: claims.exp,
+            token_id: claims.jti,
         })
     }
 
@@ -210,6 +290,8 @@ mod tests {
             iat: now(),
             exp: now() + 100,
             nbf: None,
+            jti: None,
+            typ: None,
         };
         let t = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -230,6 +312,8 @@ mod tests {
             iat: now(),
             exp: now() + 1000,
             nbf: Some(now() + 500),
+            jti: None,
+            typ: None,
         };
         let t = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -238,6 +322,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.verify(&t), Err(AuthError::NotYetValid));
+    }
+
+    #[test]
+    fn refresh_and_access_tokens_do_not_mix() {
+        let a = JwtAuth::new(b"secret", false);
+        let access = a.issue(&uid("alice"), "iOS", now(), 3600).unwrap();
+        let refresh = a.issue_refresh(&uid("alice"), "iOS", now(), 3600).unwrap();
+        assert_eq!(a.verify(&refresh), Err(AuthError::WrongKind));
+        assert_eq!(a.verify_refresh(&access), Err(AuthError::WrongKind));
+        let id = a.verify_refresh(&refresh).unwrap();
+        assert_eq!(id.user.as_str(), "alice");
+        let jti = id.token_id.unwrap();
+        assert_eq!(jti.len(), 32);
+        // Every token gets its own id.
+        let other = a.issue(&uid("alice"), "iOS", now(), 3600).unwrap();
+        assert_ne!(
+            a.verify(&access).unwrap().token_id,
+            a.verify(&other).unwrap().token_id
+        );
     }
 
     #[test]

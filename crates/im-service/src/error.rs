@@ -29,6 +29,9 @@ pub enum ServiceError {
     /// The group would exceed its member limit.
     #[error("group is full (at most {max} members)")]
     Full { max: u32 },
+    /// A token or password was refused.
+    #[error(transparent)]
+    Auth(crate::auth::AuthError),
     /// The store failed; the cause is logged, never shown to clients.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -56,6 +59,7 @@ impl ServiceError {
             Self::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Self::NotFound(_) => ErrorCode::ConversationNotExist,
             Self::UserNotExist(_) => ErrorCode::UserNotExist,
+            Self::Auth(e) => e.code(),
             Self::Store(_) => ErrorCode::Unknown,
         }
     }
@@ -67,6 +71,8 @@ impl ServiceError {
             Self::PermissionDenied(_) => 403,
             Self::NotFound(_) | Self::UserNotExist(_) => 404,
             Self::Conflict(_) | Self::Full { .. } => 409,
+            Self::Auth(crate::auth::AuthError::Signing(_)) => 500,
+            Self::Auth(_) => 401,
             Self::Store(e) if e.is_retryable() => 503,
             Self::Store(_) => 500,
         }
@@ -81,6 +87,7 @@ impl ServiceError {
             Self::UserNotExist(_) => "user_not_exist",
             Self::Conflict(_) => "conflict",
             Self::Full { .. } => "group_full",
+            Self::Auth(e) => e.reason(),
             Self::Store(e) if e.is_retryable() => "unavailable",
             Self::Store(_) => "internal",
         }
@@ -96,6 +103,8 @@ impl ServiceError {
             | Self::Conflict(m) => m.to_string(),
             Self::UserNotExist(u) => format!("user {u} does not exist"),
             Self::Full { .. } => self.to_string(),
+            Self::Auth(crate::auth::AuthError::Signing(_)) => "cannot issue a token".into(),
+            Self::Auth(e) => e.to_string(),
             Self::Store(e) if e.is_retryable() => "storage temporarily unavailable, retry".into(),
             Self::Store(_) => "storage error".into(),
         }

@@ -41,6 +41,9 @@ pub struct SessionHandle {
     pub tx: mpsc::Sender<Outbound>,
     /// Cancelled to make the transport close the connection.
     pub close: CancellationToken,
+    /// The `jti` of the token the session authenticated with, if any
+    /// (logout closes the sessions of a revoked token).
+    pub token_id: Option<Arc<str>>,
 }
 
 impl SessionHandle {
@@ -158,6 +161,34 @@ impl Hub {
         }
     }
 
+    /// Closes the sessions of `user` that authenticated with token `jti`
+    /// (after KICK_OUT "logged out"); returns how many.
+    pub fn close_token(&self, user: &UserId, jti: &str) -> usize {
+        let mut map = self.shard(user).write();
+        let Some(list) = map.get_mut(user) else {
+            return 0;
+        };
+        let event = Arc::new(Event::KickOut {
+            reason: 2,
+            message: "logged out".into(),
+        });
+        let mut closed = 0;
+        list.retain(|s| {
+            if s.token_id.as_deref() != Some(jti) {
+                return true;
+            }
+            if !s.push(&event) {
+                s.close.cancel();
+            }
+            closed += 1;
+            false
+        });
+        if list.is_empty() {
+            map.remove(user);
+        }
+        closed
+    }
+
     /// Pushes `event` to every session of `user` except `except`.
     /// Returns how many sessions it was queued for.
     pub fn deliver(&self, user: &UserId, event: &Arc<Event>, except: Option<SessionId>) -> usize {
@@ -204,6 +235,7 @@ mod tests {
             platform: platform.into(),
             tx,
             close: CancellationToken::new(),
+            token_id: None,
         };
         (h, rx)
     }

@@ -7,7 +7,9 @@
 //! a cache client or a socket library; the transport hands it decoded
 //! [`im_core::command::Request`]s and writes out what it returns.
 
+pub mod accounts;
 pub mod auth;
+mod blocks;
 pub mod config;
 pub mod conversations;
 mod directory;
@@ -20,9 +22,11 @@ pub mod presence;
 mod recall;
 pub mod receipts;
 pub mod session;
+pub mod social;
 mod unconfigured;
 pub mod writer;
 
+pub use accounts::{AccountConfig, AccountService, Session};
 pub use auth::{AuthError, Claims, Identity, JwtAuth};
 pub use config::{KickPolicy, ServiceConfig, WriterConfig};
 pub use conversations::ConversationService;
@@ -32,4 +36,5 @@ pub use hub::{Hub, Outbound, SessionHandle, SessionId};
 pub use messaging::{MessagingService, Ports};
 pub use presence::PresenceService;
 pub use session::{Dispatched, Services, SessionCtx};
+pub use social::{FriendAdd, FriendView, SocialService};
 pub use writer::MessageWriter;

@@ -12,10 +12,12 @@ use std::sync::Arc;
 use im_core::command::{ConversationBatch, Event, Reply, SendRequest, SyncState};
 use im_core::model::{MessageType, MessageView, NewMessage, StoredMessage};
 use im_core::ports::{
-    Clock, ConversationStore, GroupStore, IdGen, MessageStore, PresenceStore, UserStore,
+    Clock, ConversationStore, FriendStore, GroupStore, IdGen, MessageStore, PresenceStore,
+    UserStore,
 };
 use im_core::{ConversationId, ErrorCode, StoreError, UserId, ids::validate_id};
 
+use crate::blocks::BlockCache;
 use crate::config::ServiceConfig;
 use crate::conversations::{ConversationService, access};
 use crate::directory::GroupDirectory;
@@ -23,6 +25,7 @@ use crate::error::ServiceError;
 use crate::groups::GroupService;
 use crate::hub::{Hub, SessionId};
 use crate::presence::PresenceService;
+use crate::social::SocialService;
 use crate::unconfigured::Unconfigured;
 use crate::writer::{MessageWriter, Pending, WriteError};
 
@@ -37,6 +40,7 @@ pub struct Ports {
     pub groups: Arc<dyn GroupStore>,
     pub conversations: Arc<dyn ConversationStore>,
     pub presence: Arc<dyn PresenceStore>,
+    pub friends: Arc<dyn FriendStore>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGen>,
 }
@@ -61,6 +65,8 @@ pub struct MessagingService {
     group_service: GroupService,
     conversation_service: ConversationService,
     presence: Arc<PresenceService>,
+    pub(crate) blocks: Arc<BlockCache>,
+    social: SocialService,
 }
 
 impl std::fmt::Debug for MessagingService {
@@ -123,6 +129,7 @@ impl MessagingService {
             groups: Arc::new(Unconfigured),
             conversations: Arc::new(Unconfigured),
             presence: Arc::new(Unconfigured),
+            friends: Arc::new(Unconfigured),
             clock,
             ids,
         };
@@ -143,9 +150,21 @@ impl MessagingService {
             groups,
             conversations,
             presence,
+            friends,
             clock,
             ids,
         } = ports;
+        let blocks = Arc::new(BlockCache::new(
+            Arc::clone(&friends),
+            cfg.group_cache_capacity,
+            cfg.group_cache_ttl,
+        ));
+        let social = SocialService::new(
+            Arc::clone(&users),
+            friends,
+            Arc::clone(&blocks),
+            Arc::clone(&clock),
+        );
         let directory = Arc::new(GroupDirectory::new(
             Arc::clone(&groups),
             cfg.group_cache_capacity,
@@ -181,6 +200,8 @@ impl MessagingService {
             group_service,
             conversation_service,
             presence,
+            blocks,
+            social,
         }
     }
 
@@ -207,6 +228,11 @@ impl MessagingService {
     }
 
     /// Online status and its subscriptions.
+    /// Profiles, friends and blocklists.
+    pub fn social(&self) -> &SocialService {
+        &self.social
+    }
+
     pub fn presence(&self) -> &Arc<PresenceService> {
         &self.presence
     }
@@ -254,6 +280,13 @@ impl MessagingService {
                         ErrorCode::InvalidParam,
                         "group_id set on a single conversation",
                     ));
+                }
+                match self.blocks.is_blocked(peer.as_str(), sender.as_str()).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        return Err((ErrorCode::PermissionDenied, "the receiver blocked you"));
+                    }
+                    Err(e) => return Err(store_code(&e)),
                 }
                 if self.cfg.require_registered_users {
                     match self.users.exists(&peer).await {
@@ -310,6 +343,8 @@ impl MessagingService {
 
     /// Validates and queues a send. On success the returned [`Pending`] resolves
     /// after commit; [`Self::finish_send`] then pushes and builds the reply.
+    /// `Err` is a reply to send at once: a refusal, or the original result
+    /// of a retransmit the sender may no longer send.
     pub async fn begin_send(
         &self,
         sender: &UserId,
@@ -344,10 +379,27 @@ impl MessagingService {
                 "unknown message_type",
             ));
         }
-        let route = self
-            .route(sender, &req)
-            .await
-            .map_err(|(code, m)| send_error(cid, code, m))?;
+        let route = match self.route(sender, &req).await {
+            Ok(r) => r,
+            Err((code, m)) => {
+                // A retransmit of a message accepted before the sender lost
+                // the right to send (blocked, kicked, muted) still gets its
+                // original result: the client must not mark it failed.
+                if code == ErrorCode::PermissionDenied {
+                    if let Ok(Some(orig)) = self.store.find_by_client_id(sender, cid).await {
+                        return Err(Reply::Send {
+                            code: ErrorCode::Success,
+                            msg: String::new(),
+                            server_msg_id: orig.server_msg_id,
+                            client_msg_id: orig.client_msg_id,
+                            seq: orig.seq,
+                            server_time: orig.server_time,
+                        });
+                    }
+                }
+                return Err(send_error(cid, code, m));
+            }
+        };
         let mut participants = Vec::with_capacity(route.recipients.len() + 1);
         participants.push(sender.clone());
         participants.extend(route.recipients.iter().filter(|u| *u != sender).cloned());
@@ -750,7 +802,13 @@ impl MessagingService {
             }
             None => {
                 if let Some(peer) = a.conversation.peer_of(user) {
-                    if peer != user {
+                    // A blocked typist is not relayed (a store error: not either).
+                    let blocked = self
+                        .blocks
+                        .is_blocked(peer.as_str(), user.as_str())
+                        .await
+                        .unwrap_or(true);
+                    if peer != user && !blocked {
                         self.hub.deliver(peer, &event, None);
                     }
                 }

@@ -6,17 +6,19 @@ use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use im_core::command::{Event, Reply, Request};
-use im_core::ports::UserStore;
+use im_core::ports::{TokenRevocationStore, UserStore};
 use im_core::{ErrorCode, Generation};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::accounts::{AccountConfig, AccountService};
 use crate::auth::{Identity, JwtAuth};
 use crate::conversations::ConversationService;
 use crate::groups::GroupService;
 use crate::hub::{Outbound, SessionHandle, SessionId};
 use crate::messaging::MessagingService;
 use crate::presence::PresenceService;
+use crate::social::SocialService;
 
 /// Everything a connection (and an HTTP route) needs from the service layer.
 /// The group, conversation and presence use cases share the messaging
@@ -25,9 +27,41 @@ pub struct Services {
     pub auth: JwtAuth,
     pub messaging: MessagingService,
     pub users: Arc<dyn UserStore>,
+    /// Register, login, refresh, logout and the token check of every request.
+    pub accounts: AccountService,
 }
 
 impl Services {
+    /// The services over `messaging`; tokens are signed and checked with
+    /// `auth`, revocations kept in `revocations`.
+    pub fn new(
+        auth: JwtAuth,
+        messaging: MessagingService,
+        users: Arc<dyn UserStore>,
+        revocations: Arc<dyn TokenRevocationStore>,
+        accounts: AccountConfig,
+    ) -> Self {
+        let accounts = AccountService::new(
+            auth.clone(),
+            Arc::clone(&users),
+            revocations,
+            Arc::clone(messaging.clock()),
+            Arc::clone(messaging.hub()),
+            accounts,
+        );
+        Self {
+            auth,
+            messaging,
+            users,
+            accounts,
+        }
+    }
+
+    /// Profiles, friends and blocklists (HTTP `/api/user/...`, `/api/friend/...`).
+    pub fn social(&self) -> &SocialService {
+        self.messaging.social()
+    }
+
     /// Group management (HTTP `/api/group/...`).
     pub fn groups(&self) -> &GroupService {
         self.messaging.groups()
@@ -78,6 +112,8 @@ pub struct SessionCtx {
     identity: Option<Identity>,
     /// The platform the client announced in AUTH_REQ (device key for acks).
     platform: String,
+    /// The `jti` of the token this session authenticated with.
+    token_id: Option<Arc<str>>,
     last_typing: Option<Instant>,
 }
 
@@ -123,6 +159,7 @@ impl SessionCtx {
             viewer,
             identity: None,
             platform: String::new(),
+            token_id: None,
             last_typing: None,
         }
     }
@@ -179,6 +216,7 @@ impl SessionCtx {
             platform: self.platform.clone(),
             tx: self.tx.clone(),
             close: self.close.clone(),
+            token_id: self.token_id.clone(),
         }
     }
 
@@ -328,11 +366,14 @@ impl SessionCtx {
             msg: msg.to_owned(),
             max_seq: 0,
         };
-        let identity = match services.auth.verify_for(token, claimed) {
+        let identity = match services.accounts.authenticate(token, claimed).await {
             Ok(id) => id,
             Err(e) => {
                 tracing::info!(session = self.id.0, reason = %e, "auth refused");
-                return fail(e.code(), &e.to_string());
+                if matches!(e, crate::error::ServiceError::Store(_)) {
+                    return fail(ErrorCode::Unknown, "storage temporarily unavailable");
+                }
+                return fail(e.code(), &e.public_message());
             }
         };
         let now = services.messaging.clock.now_ms();
@@ -364,6 +405,7 @@ impl SessionCtx {
             platform
         };
         self.platform = platform.clone();
+        self.token_id = identity.token_id.as_deref().map(Arc::from);
         *self.viewer.write() = Arc::from(identity.user.as_str());
         // Up before any older session is kicked: the kicked session's close
         // then never looks like the user's last session going away.

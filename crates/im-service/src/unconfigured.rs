@@ -2,15 +2,20 @@
 //! builds the services with the 1:1-only [`MessagingService::new`]
 //! (`crate::MessagingService::new`): reads find nothing, writes fail, so
 //! group conversations do not exist, recalls and read receipts fail with
-//! a store error and nobody is ever reported online.
+//! a store error, nobody is ever reported online, nobody has friends or
+//! blocks anyone, and no token is revoked (logout fails).
 
 use async_trait::async_trait;
 use im_core::StoreError;
 use im_core::command::UserStatus;
 use im_core::model::{
-    ConversationSummary, Group, GroupMember, GroupPatch, GroupRole, StoredMessage,
+    Block, ConversationSummary, Friend, FriendRequest, FriendRequestStatus, Group, GroupMember,
+    GroupPatch, GroupRole, StoredMessage,
 };
-use im_core::ports::{AddMembers, ConversationStore, GroupStore, PresenceStore, StoreResult};
+use im_core::ports::{
+    AddMembers, ConversationStore, FriendStore, GroupStore, PresenceStore, StoreResult,
+    TokenRevocationStore,
+};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Unconfigured;
@@ -99,5 +104,67 @@ impl PresenceStore for Unconfigured {
                 ..UserStatus::default()
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl FriendStore for Unconfigured {
+    async fn put_request(&self, _: &FriendRequest) -> StoreResult<()> {
+        absent()
+    }
+    async fn request(&self, _: &str, _: &str) -> StoreResult<Option<FriendRequest>> {
+        Ok(None)
+    }
+    async fn requests(&self, _: &str, _: bool, _: u32) -> StoreResult<Vec<FriendRequest>> {
+        Ok(Vec::new())
+    }
+    async fn resolve_request(
+        &self,
+        _: &str,
+        _: &str,
+        _: FriendRequestStatus,
+        _: i64,
+    ) -> StoreResult<bool> {
+        Ok(false)
+    }
+    async fn add_friendship(&self, _: &Friend, _: &Friend, _: i64) -> StoreResult<()> {
+        absent()
+    }
+    async fn remove_friendship(&self, _: &str, _: &str) -> StoreResult<bool> {
+        Ok(false)
+    }
+    async fn friend(&self, _: &str, _: &str) -> StoreResult<Option<Friend>> {
+        Ok(None)
+    }
+    async fn friends(&self, _: &str) -> StoreResult<Vec<Friend>> {
+        Ok(Vec::new())
+    }
+    async fn set_remark(&self, _: &str, _: &str, _: &str) -> StoreResult<Option<Friend>> {
+        Ok(None)
+    }
+    async fn block(&self, _: &str, _: &str, _: i64) -> StoreResult<bool> {
+        absent()
+    }
+    async fn unblock(&self, _: &str, _: &str) -> StoreResult<bool> {
+        Ok(false)
+    }
+    async fn blocks(&self, _: &str) -> StoreResult<Vec<Block>> {
+        Ok(Vec::new())
+    }
+    async fn is_blocked(&self, _: &str, _: &str) -> StoreResult<bool> {
+        Ok(false)
+    }
+}
+
+#[async_trait]
+impl TokenRevocationStore for Unconfigured {
+    async fn revoke(&self, _: &str, _: &str, _: i64) -> StoreResult<()> {
+        absent()
+    }
+    async fn is_revoked(&self, _: &str) -> StoreResult<bool> {
+        Ok(false)
+    }
+    async fn purge_expired(&self, _: i64) -> StoreResult<u64> {
+        Ok(0)
     }
 }

@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use im_core::model::{
-    ConversationSummary, GROUP_STATUS_DISMISSED, GROUP_STATUS_NORMAL, Group, GroupMember,
-    GroupPatch, GroupRole, NewMessage, Revocation, StoredMessage,
+    Account, Block, ConversationSummary, Friend, FriendRequest, FriendRequestStatus,
+    GROUP_STATUS_DISMISSED, GROUP_STATUS_NORMAL, Group, GroupMember, GroupPatch, GroupRole,
+    NewMessage, ProfilePatch, Revocation, StoredMessage, UserProfile,
 };
 use im_core::ports::{
-    AddMembers, Appended, Clock, ConversationHead, ConversationStore, GroupStore, IdGen,
-    InboxEntry, MessageStore, StoreResult, UserStore,
+    AddMembers, Appended, Clock, ConversationHead, ConversationStore, FriendStore, GroupStore,
+    IdGen, InboxEntry, MessageStore, StoreResult, TokenRevocationStore, UserStore,
 };
 use im_core::{ConversationType, StoreError, UserId};
 use parking_lot::Mutex;
@@ -31,6 +32,16 @@ struct State {
     members: HashMap<String, HashMap<String, GroupMember>>,
     /// (user, conversation) -> read seq.
     read: HashMap<(String, String), i64>,
+    profiles: BTreeMap<String, UserProfile>,
+    accounts: HashMap<String, Account>,
+    /// (owner, friend) -> entry.
+    friends: BTreeMap<(String, String), Friend>,
+    /// (from, to) -> request.
+    requests: HashMap<(String, String), FriendRequest>,
+    /// (owner, blocked) -> block.
+    blocks: BTreeMap<(String, String), Block>,
+    /// jti -> expiry (seconds).
+    revoked: HashMap<String, i64>,
 }
 
 /// The group id of a `group_<gid>` conversation.
@@ -353,16 +364,315 @@ impl MessageStore for MemoryStore {
 impl UserStore for MemoryStore {
     async fn touch(&self, user: &UserId, now_ms: i64) -> StoreResult<()> {
         self.check()?;
-        self.state
-            .lock()
-            .users
-            .insert(user.as_str().to_owned(), now_ms);
+        let mut st = self.state.lock();
+        st.users.insert(user.as_str().to_owned(), now_ms);
+        st.profiles
+            .entry(user.as_str().to_owned())
+            .or_insert_with(|| UserProfile {
+                user_id: user.as_str().to_owned(),
+                created_at: now_ms,
+                updated_at: now_ms,
+                ..UserProfile::default()
+            });
         Ok(())
     }
 
     async fn exists(&self, user: &UserId) -> StoreResult<bool> {
         self.check()?;
-        Ok(self.state.lock().users.contains_key(user.as_str()))
+        Ok(self.state.lock().profiles.contains_key(user.as_str()))
+    }
+
+    async fn create_account(&self, profile: &UserProfile, account: &Account) -> StoreResult<()> {
+        self.check()?;
+        let mut st = self.state.lock();
+        if st.profiles.contains_key(&profile.user_id) {
+            return Err(StoreError::Conflict(format!(
+                "user {} exists",
+                profile.user_id
+            )));
+        }
+        st.users.insert(profile.user_id.clone(), profile.created_at);
+        st.profiles.insert(profile.user_id.clone(), profile.clone());
+        st.accounts.insert(account.user_id.clone(), account.clone());
+        Ok(())
+    }
+
+    async fn account(&self, user_id: &str) -> StoreResult<Option<Account>> {
+        self.check()?;
+        Ok(self.state.lock().accounts.get(user_id).cloned())
+    }
+
+    async fn profiles(&self, users: &[String]) -> StoreResult<Vec<UserProfile>> {
+        self.check()?;
+        let st = self.state.lock();
+        Ok(users
+            .iter()
+            .filter_map(|u| st.profiles.get(u).cloned())
+            .collect())
+    }
+
+    async fn update_profile(
+        &self,
+        user: &str,
+        patch: &ProfilePatch,
+        now_ms: i64,
+    ) -> StoreResult<UserProfile> {
+        self.check()?;
+        let mut st = self.state.lock();
+        let p = st
+            .profiles
+            .entry(user.to_owned())
+            .or_insert_with(|| UserProfile {
+                user_id: user.to_owned(),
+                created_at: now_ms,
+                ..UserProfile::default()
+            });
+        let set = |dst: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                dst.clone_from(v);
+            }
+        };
+        set(&mut p.nickname, &patch.nickname);
+        set(&mut p.avatar, &patch.avatar);
+        set(&mut p.phone, &patch.phone);
+        set(&mut p.email, &patch.email);
+        set(&mut p.signature, &patch.signature);
+        set(&mut p.extra, &patch.extra);
+        if let Some(g) = patch.gender {
+            p.gender = g;
+        }
+        if let Some(b) = patch.birth {
+            p.birth = b;
+        }
+        p.updated_at = now_ms;
+        let out = p.clone();
+        st.users.entry(user.to_owned()).or_insert(now_ms);
+        Ok(out)
+    }
+
+    async fn search_users(&self, keyword: &str, limit: u32) -> StoreResult<Vec<UserProfile>> {
+        self.check()?;
+        let k = keyword.to_ascii_lowercase();
+        Ok(self
+            .state
+            .lock()
+            .profiles
+            .values()
+            .filter(|p| {
+                p.user_id.to_ascii_lowercase().contains(&k)
+                    || p.nickname.to_ascii_lowercase().contains(&k)
+            })
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    (a.to_owned(), b.to_owned())
+}
+
+#[async_trait]
+impl FriendStore for MemoryStore {
+    async fn put_request(&self, req: &FriendRequest) -> StoreResult<()> {
+        self.check()?;
+        let mut st = self.state.lock();
+        let key = pair(&req.from_id, &req.to_id);
+        let created = st
+            .requests
+            .get(&key)
+            .map_or(req.created_at, |r| r.created_at);
+        st.requests.insert(
+            key,
+            FriendRequest {
+                status: FriendRequestStatus::Pending,
+                created_at: created,
+                ..req.clone()
+            },
+        );
+        Ok(())
+    }
+
+    async fn request(&self, from: &str, to: &str) -> StoreResult<Option<FriendRequest>> {
+        self.check()?;
+        Ok(self.state.lock().requests.get(&pair(from, to)).cloned())
+    }
+
+    async fn requests(
+        &self,
+        user: &str,
+        incoming: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<FriendRequest>> {
+        self.check()?;
+        let st = self.state.lock();
+        let mut v: Vec<FriendRequest> = st
+            .requests
+            .values()
+            .filter(|r| {
+                if incoming {
+                    r.to_id == user
+                } else {
+                    r.from_id == user
+                }
+            })
+            .cloned()
+            .collect();
+        v.sort_by_key(|r| std::cmp::Reverse(r.updated_at));
+        v.truncate(limit as usize);
+        Ok(v)
+    }
+
+    async fn resolve_request(
+        &self,
+        from: &str,
+        to: &str,
+        status: FriendRequestStatus,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        self.check()?;
+        let mut st = self.state.lock();
+        match st.requests.get_mut(&pair(from, to)) {
+            Some(r) if r.status == FriendRequestStatus::Pending => {
+                r.status = status;
+                r.updated_at = now_ms;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn add_friendship(&self, a: &Friend, b: &Friend, now_ms: i64) -> StoreResult<()> {
+        self.check()?;
+        let mut st = self.state.lock();
+        st.friends
+            .entry(pair(&a.owner_id, &a.friend_id))
+            .or_insert_with(|| a.clone());
+        st.friends
+            .entry(pair(&b.owner_id, &b.friend_id))
+            .or_insert_with(|| b.clone());
+        for key in [
+            pair(&a.owner_id, &b.owner_id),
+            pair(&b.owner_id, &a.owner_id),
+        ] {
+            if let Some(r) = st.requests.get_mut(&key) {
+                if r.status == FriendRequestStatus::Pending {
+                    r.status = FriendRequestStatus::Accepted;
+                    r.updated_at = now_ms;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_friendship(&self, a: &str, b: &str) -> StoreResult<bool> {
+        self.check()?;
+        let mut st = self.state.lock();
+        let x = st.friends.remove(&pair(a, b)).is_some();
+        let y = st.friends.remove(&pair(b, a)).is_some();
+        Ok(x || y)
+    }
+
+    async fn friend(&self, owner: &str, friend: &str) -> StoreResult<Option<Friend>> {
+        self.check()?;
+        Ok(self.state.lock().friends.get(&pair(owner, friend)).cloned())
+    }
+
+    async fn friends(&self, owner: &str) -> StoreResult<Vec<Friend>> {
+        self.check()?;
+        Ok(self
+            .state
+            .lock()
+            .friends
+            .values()
+            .filter(|f| f.owner_id == owner)
+            .cloned()
+            .collect())
+    }
+
+    async fn set_remark(
+        &self,
+        owner: &str,
+        friend: &str,
+        remark: &str,
+    ) -> StoreResult<Option<Friend>> {
+        self.check()?;
+        Ok(self
+            .state
+            .lock()
+            .friends
+            .get_mut(&pair(owner, friend))
+            .map(|f| {
+                remark.clone_into(&mut f.remark);
+                f.clone()
+            }))
+    }
+
+    async fn block(&self, owner: &str, target: &str, now_ms: i64) -> StoreResult<bool> {
+        self.check()?;
+        let mut st = self.state.lock();
+        let key = pair(owner, target);
+        if st.blocks.contains_key(&key) {
+            return Ok(false);
+        }
+        st.blocks.insert(
+            key,
+            Block {
+                owner_id: owner.to_owned(),
+                blocked_id: target.to_owned(),
+                created_at: now_ms,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn unblock(&self, owner: &str, target: &str) -> StoreResult<bool> {
+        self.check()?;
+        Ok(self
+            .state
+            .lock()
+            .blocks
+            .remove(&pair(owner, target))
+            .is_some())
+    }
+
+    async fn blocks(&self, owner: &str) -> StoreResult<Vec<Block>> {
+        self.check()?;
+        Ok(self
+            .state
+            .lock()
+            .blocks
+            .values()
+            .filter(|b| b.owner_id == owner)
+            .cloned()
+            .collect())
+    }
+
+    async fn is_blocked(&self, owner: &str, target: &str) -> StoreResult<bool> {
+        self.check()?;
+        Ok(self.state.lock().blocks.contains_key(&pair(owner, target)))
+    }
+}
+
+#[async_trait]
+impl TokenRevocationStore for MemoryStore {
+    async fn revoke(&self, jti: &str, _user: &str, expires_at: i64) -> StoreResult<()> {
+        self.check()?;
+        self.state.lock().revoked.insert(jti.to_owned(), expires_at);
+        Ok(())
+    }
+
+    async fn is_revoked(&self, jti: &str) -> StoreResult<bool> {
+        self.check()?;
+        Ok(self.state.lock().revoked.contains_key(jti))
+    }
+
+    async fn purge_expired(&self, now_secs: i64) -> StoreResult<u64> {
+        self.check()?;
+        let mut st = self.state.lock();
+        let before = st.revoked.len();
+        st.revoked.retain(|_, exp| *exp >= now_secs);
+        Ok((before - st.revoked.len()) as u64)
     }
 }
 
@@ -895,11 +1205,22 @@ mod tests {
         assert_eq!(s.mark_read("b", conv, 1, 0).await.unwrap(), 2);
         assert_eq!(s.read_seq("b", conv).await.unwrap(), 2);
         assert_eq!(s.unread_count("b", conv).await.unwrap(), 1);
-        let r = s.revoke("s-a-4", "a", 50).await.unwrap().unwrap();
+        let r = ConversationStore::revoke(&s, "s-a-4", "a", 50)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(r.revoked.as_ref().unwrap().time, 50);
-        let again = s.revoke("s-a-4", "b", 60).await.unwrap().unwrap();
+        let again = ConversationStore::revoke(&s, "s-a-4", "b", 60)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(again.revoked.unwrap().by, "a");
-        assert!(s.revoke("nope", "a", 1).await.unwrap().is_none());
+        assert!(
+            ConversationStore::revoke(&s, "nope", "a", 1)
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(s.unread_count("b", conv).await.unwrap(), 0);
         assert_eq!(
             s.read_cursors(conv).await.unwrap(),

@@ -6,10 +6,12 @@
     clippy::panic
 )]
 
+mod accounts;
 mod groups;
 mod lifecycle;
 mod messaging;
 mod presence;
+mod social;
 mod writer;
 
 use std::sync::Arc;
@@ -20,8 +22,8 @@ use im_core::command::{Event, Reply, Request, SendRequest};
 use im_core::{ErrorCode, Generation};
 use im_service::session::TransportKind;
 use im_service::{
-    Dispatched, Hub, JwtAuth, MessageWriter, MessagingService, Outbound, Ports, ServiceConfig,
-    Services, SessionCtx,
+    AccountConfig, Dispatched, Hub, JwtAuth, MessageWriter, MessagingService, Outbound, Ports,
+    ServiceConfig, Services, SessionCtx,
 };
 use im_testkit::{ManualClock, MemoryStore, SeqIds};
 use tokio::sync::mpsc;
@@ -48,15 +50,18 @@ pub fn env_with(cfg: ServiceConfig) -> Env {
         groups: store.clone(),
         conversations: store.clone(),
         presence: presence.clone(),
+        friends: store.clone(),
         clock: clock.clone(),
         ids: Arc::new(SeqIds::default()),
     };
     let messaging = MessagingService::from_ports(ports, writer, Arc::new(Hub::new()), cfg.clone());
-    let services = Arc::new(Services {
-        auth: JwtAuth::new(SECRET, cfg.allow_demo_tokens),
+    let services = Arc::new(Services::new(
+        JwtAuth::new(SECRET, cfg.allow_demo_tokens),
         messaging,
-        users: store.clone(),
-    });
+        store.clone(),
+        store.clone(),
+        AccountConfig::default(),
+    ));
     Env {
         store,
         presence,
@@ -85,11 +90,13 @@ pub fn legacy_env() -> Env {
         Arc::new(SeqIds::default()),
         cfg.clone(),
     );
-    let services = Arc::new(Services {
-        auth: JwtAuth::new(SECRET, cfg.allow_demo_tokens),
+    let services = Arc::new(Services::new(
+        JwtAuth::new(SECRET, cfg.allow_demo_tokens),
         messaging,
-        users: store.clone(),
-    });
+        store.clone(),
+        store.clone(),
+        AccountConfig::default(),
+    ));
     Env {
         store,
         presence: Arc::new(MemoryPresence::new()),
