@@ -34,9 +34,7 @@ impl FromRequestParts<Arc<Transport>> for AuthUser {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
-        match t.services.auth.verify(token) {
-            Ok(id) => Ok(Self(id)),
-            Err(e) => Err(ApiError::from_code(e.code(), e.to_string())),
-        }
+        // Signature, expiry, kind and revocation.
+        Ok(Self(t.services.accounts.authenticate(token, "").await?))
     }
 }

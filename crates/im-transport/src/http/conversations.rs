@@ -2,27 +2,33 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::dto::{ConversationDto, MessageDto};
+use super::error::ApiOk;
 use super::{ApiQuery, ApiResult, AuthUser, ok};
 use crate::Transport;
 
-pub(super) fn routes() -> Router<Arc<Transport>> {
-    Router::new()
-        .route("/api/conversations", get(list))
-        .route("/api/messages/history", get(history))
+pub(super) fn routes() -> OpenApiRouter<Arc<Transport>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(history))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// 1-500, default 100.
     #[serde(default)]
     limit: Option<u32>,
 }
 
+/// The caller's conversations, most recently updated first, with unread counts.
+#[utoipa::path(get, path = "/api/conversations", tag = "conversations", params(ListQuery), responses((status = 200, description = "conversations", body = ApiOk<Vec<ConversationDto>>)))]
 async fn list(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
@@ -36,18 +42,22 @@ async fn list(
         .collect())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
     #[serde(rename = "conversationID")]
     conversation_id: String,
     /// Page before this seq (0 or absent = from the newest).
     #[serde(default)]
     before_seq: i64,
+    /// Page size (default and maximum: the server's history limits).
     #[serde(default)]
     limit: u32,
 }
 
+/// Messages of one conversation, newest first, before `beforeSeq`.
+#[utoipa::path(get, path = "/api/messages/history", tag = "conversations", params(HistoryQuery), responses((status = 200, description = "messages", body = ApiOk<Vec<MessageDto>>)))]
 async fn history(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,

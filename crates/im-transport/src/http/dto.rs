@@ -1,11 +1,15 @@
 //! JSON shapes of the HTTP API: the SDK's DTO keys (contract §4), camelCase,
 //! times in milliseconds.
 
-use im_core::model::{ConversationSummary, Group, GroupMember, StoredMessage};
+use im_core::model::{
+    Block, ConversationSummary, FriendRequest, Group, GroupMember, StoredMessage, UserProfile,
+};
+use im_service::{FriendView, Session};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// `IMGroup`. `status`: 0 normal, 1 dismissed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupDto {
     #[serde(rename = "groupID")]
@@ -45,7 +49,7 @@ impl From<&Group> for GroupDto {
 }
 
 /// A group member (no SDK type; same key style).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberDto {
     #[serde(rename = "groupID")]
@@ -72,7 +76,7 @@ impl From<&GroupMember> for MemberDto {
 }
 
 /// A message over HTTP: the v1 sync `Msg` keys plus the v2 fields.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageDto {
     #[serde(rename = "messageID")]
@@ -146,7 +150,7 @@ impl MessageDto {
 }
 
 /// One row of the conversation list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationDto {
     #[serde(rename = "conversationID")]
@@ -174,4 +178,167 @@ impl ConversationDto {
                 .map(|m| MessageDto::view(m, viewer, c.read_seq)),
         }
     }
+}
+
+/// `IMUser`. `phone` and `email` are shown to the user themself only.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserDto {
+    #[serde(rename = "userID")]
+    pub user_id: String,
+    pub nickname: String,
+    pub avatar: String,
+    pub phone: String,
+    pub email: String,
+    /// 0 unknown, 1 male, 2 female.
+    pub gender: i32,
+    /// ms since the epoch (0 = unknown).
+    pub birth: i64,
+    pub signature: String,
+    pub extra: String,
+    pub create_time: i64,
+    pub update_time: i64,
+}
+
+impl UserDto {
+    /// `p` as `viewer` sees it.
+    pub fn view(p: &UserProfile, viewer: &str) -> Self {
+        let own = p.user_id == viewer;
+        Self {
+            user_id: p.user_id.clone(),
+            nickname: p.nickname.clone(),
+            avatar: p.avatar.clone(),
+            phone: if own { p.phone.clone() } else { String::new() },
+            email: if own { p.email.clone() } else { String::new() },
+            gender: p.gender,
+            birth: p.birth,
+            signature: p.signature.clone(),
+            extra: p.extra.clone(),
+            create_time: p.created_at,
+            update_time: p.updated_at,
+        }
+    }
+}
+
+/// `IMFriend`, with the friend's profile.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FriendDto {
+    #[serde(rename = "friendUserID")]
+    pub friend_user_id: String,
+    #[serde(rename = "ownerUserID")]
+    pub owner_user_id: String,
+    pub remark: String,
+    pub create_time: i64,
+    /// 1 = a request was accepted.
+    pub add_source: i32,
+    #[serde(rename = "operatorUserID")]
+    pub operator_user_id: String,
+    pub extra: String,
+    pub user: UserDto,
+}
+
+impl FriendDto {
+    pub fn view(f: &FriendView, viewer: &str) -> Self {
+        Self {
+            friend_user_id: f.friend.friend_id.clone(),
+            owner_user_id: f.friend.owner_id.clone(),
+            remark: f.friend.remark.clone(),
+            create_time: f.friend.created_at,
+            add_source: f.friend.add_source,
+            operator_user_id: f.friend.operator_id.clone(),
+            extra: f.friend.extra.clone(),
+            user: UserDto::view(&f.user, viewer),
+        }
+    }
+}
+
+/// A friend request. `status`: 0 pending, 1 accepted, 2 rejected.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FriendRequestDto {
+    #[serde(rename = "fromUserID")]
+    pub from_user_id: String,
+    #[serde(rename = "toUserID")]
+    pub to_user_id: String,
+    pub message: String,
+    pub status: i32,
+    pub create_time: i64,
+    pub update_time: i64,
+}
+
+impl From<&FriendRequest> for FriendRequestDto {
+    fn from(r: &FriendRequest) -> Self {
+        Self {
+            from_user_id: r.from_id.clone(),
+            to_user_id: r.to_id.clone(),
+            message: r.message.clone(),
+            status: r.status.code(),
+            create_time: r.created_at,
+            update_time: r.updated_at,
+        }
+    }
+}
+
+/// A blocked user.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockDto {
+    #[serde(rename = "userID")]
+    pub user_id: String,
+    pub create_time: i64,
+}
+
+impl From<&Block> for BlockDto {
+    fn from(b: &Block) -> Self {
+        Self {
+            user_id: b.blocked_id.clone(),
+            create_time: b.created_at,
+        }
+    }
+}
+
+/// A signed-in session: `token` for `Authorization: Bearer` and socket AUTH,
+/// `refreshToken` for `/api/auth/refresh`. Expiry times in ms.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginDto {
+    pub token: String,
+    #[serde(rename = "userID")]
+    pub user_id: String,
+    pub user: UserDto,
+    pub expire_time: i64,
+    pub refresh_token: String,
+    pub refresh_expire_time: i64,
+}
+
+impl From<&Session> for LoginDto {
+    fn from(s: &Session) -> Self {
+        Self {
+            token: s.token.clone(),
+            user_id: s.user.user_id.clone(),
+            user: UserDto::view(&s.user, &s.user.user_id),
+            expire_time: s.expires_at.saturating_mul(1000),
+            refresh_token: s.refresh_token.clone(),
+            refresh_expire_time: s.refresh_expires_at.saturating_mul(1000),
+        }
+    }
+}
+
+/// v1 HTTP sync reply (contract §4): all four keys always present.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncDto {
+    pub messages: Vec<MessageDto>,
+    /// The cursor to send as the next `lastSeq`.
+    pub max_seq: i64,
+    pub has_more: bool,
+    /// Messages after the request's `lastSeq` (this page included).
+    pub total_count: i64,
+}
+
+/// v1 range sync reply.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RangeDto {
+    pub messages: Vec<MessageDto>,
 }

@@ -185,3 +185,81 @@ where
         }
     }
 }
+
+/// Documentation shape of a success envelope carrying `data`.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct ApiOk<T: utoipa::ToSchema> {
+    /// 0 on success.
+    pub code: i32,
+    pub message: String,
+    pub data: T,
+}
+
+/// Documentation shape of a success envelope without `data`.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct ApiOkEmpty {
+    /// 0 on success.
+    pub code: i32,
+    pub message: String,
+}
+
+/// Documentation shape of every error reply.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The HTTP status.
+    pub code: i32,
+    /// Human-readable; never a stack trace.
+    pub message: String,
+    /// Stable machine-readable name (`invalid_param`, `unauthorized`,
+    /// `token_expired`, `token_revoked`, `bad_credentials`, `permission_denied`,
+    /// `not_found`, `user_not_exist`, `conflict`, `payload_too_large`, ...).
+    pub error: String,
+}
+
+/// Parameters of a GET: from the query string, or — for the SDK, which
+/// JSON-encodes parameters into the body even on GET — from a JSON body
+/// when the query string is empty. Rejections are JSON `ApiError`s.
+#[derive(Debug)]
+pub struct QueryOrBody<T>(pub T);
+
+/// Largest JSON body read by [`QueryOrBody`].
+const GET_BODY_LIMIT: usize = 64 * 1024;
+
+impl<S, T> FromRequest<S> for QueryOrBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = req.uri().query().unwrap_or("").to_owned();
+        if !query.is_empty() {
+            return serde_urlencoded_query::<T>(&query).map(Self);
+        }
+        let body = axum::body::to_bytes(req.into_body(), GET_BODY_LIMIT)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "request body too large or unreadable",
+                )
+            })?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return serde_urlencoded_query::<T>("").map(Self);
+        }
+        serde_json::from_slice(&body)
+            .map(Self)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+fn serde_urlencoded_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let uri: axum::http::Uri = format!("/?{query}")
+        .parse()
+        .map_err(|_| ApiError::bad_request("malformed query string"))?;
+    axum::extract::Query::<T>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
+}

@@ -3,15 +3,17 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use im_core::{GroupPatch, GroupRole};
 use im_service::error::ServiceError;
 use im_service::groups::NewGroup;
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::dto::{GroupDto, MemberDto};
+use super::error::{ApiOk, ApiOkEmpty};
 use super::{ApiError, ApiJson, ApiResult, AuthUser, ok, ok_empty};
 use crate::Transport;
 
@@ -26,24 +28,24 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-pub(super) fn routes() -> Router<Arc<Transport>> {
-    Router::new()
-        .route("/api/group/create", post(create))
-        .route("/api/group/update", post(update))
-        .route("/api/group/my/list", get(my_list))
-        .route("/api/group/{group_id}", get(get_group))
-        .route("/api/group/{group_id}/join", post(join))
-        .route("/api/group/{group_id}/leave", post(leave))
-        .route("/api/group/{group_id}/dismiss", post(dismiss))
-        .route("/api/group/{group_id}/invite", post(invite))
-        .route("/api/group/{group_id}/kick", post(kick))
-        .route("/api/group/{group_id}/members", get(members))
-        .route("/api/group/{group_id}/role", post(set_role))
-        .route("/api/group/{group_id}/mute", post(mute))
-        .route("/api/group/{group_id}/mute_all", post(mute_all))
+pub(super) fn routes() -> OpenApiRouter<Arc<Transport>> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(update))
+        .routes(routes!(my_list))
+        .routes(routes!(get_group))
+        .routes(routes!(join))
+        .routes(routes!(leave))
+        .routes(routes!(dismiss))
+        .routes(routes!(invite))
+        .routes(routes!(kick))
+        .routes(routes!(members))
+        .routes(routes!(set_role))
+        .routes(routes!(mute))
+        .routes(routes!(mute_all))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateBody {
     #[serde(default)]
@@ -60,6 +62,7 @@ struct CreateBody {
     member_user_ids: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/api/group/create", tag = "groups", request_body = CreateBody, responses((status = 200, description = "the new group; the caller is its owner", body = ApiOk<GroupDto>)))]
 async fn create(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
@@ -83,7 +86,7 @@ async fn create(
     ok(GroupDto::from(&g))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UpdateBody {
     #[serde(rename = "groupID")]
@@ -96,6 +99,7 @@ struct UpdateBody {
     extra: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/group/update", tag = "groups", request_body = UpdateBody, responses((status = 200, description = "the updated group (owner or admin only)", body = ApiOk<GroupDto>)))]
 async fn update(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
@@ -117,6 +121,7 @@ async fn update(
     ok(GroupDto::from(&g))
 }
 
+#[utoipa::path(get, path = "/api/group/my/list", tag = "groups", responses((status = 200, description = "groups the caller is a member of", body = ApiOk<Vec<GroupDto>>)))]
 async fn my_list(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
@@ -125,6 +130,7 @@ async fn my_list(
     ok(groups.iter().map(GroupDto::from).collect())
 }
 
+#[utoipa::path(get, path = "/api/group/{groupID}", tag = "groups", params(("groupID" = String, Path, description = "group id")), responses((status = 200, description = "the group", body = ApiOk<GroupDto>)))]
 async fn get_group(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
@@ -134,6 +140,7 @@ async fn get_group(
     ok(GroupDto::from(&g))
 }
 
+#[utoipa::path(post, path = "/api/group/{groupID}/join", tag = "groups", params(("groupID" = String, Path, description = "group id")), responses((status = 200, description = "joined", body = ApiOk<GroupDto>)))]
 async fn join(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
@@ -143,6 +150,7 @@ async fn join(
     ok(GroupDto::from(&g))
 }
 
+#[utoipa::path(post, path = "/api/group/{groupID}/leave", tag = "groups", params(("groupID" = String, Path, description = "group id")), responses((status = 200, description = "left (the owner cannot leave)", body = ApiOkEmpty)))]
 async fn leave(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
@@ -152,6 +160,7 @@ async fn leave(
     ok_empty()
 }
 
+#[utoipa::path(post, path = "/api/group/{groupID}/dismiss", tag = "groups", params(("groupID" = String, Path, description = "group id")), responses((status = 200, description = "dismissed (owner only)", body = ApiOkEmpty)))]
 async fn dismiss(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
@@ -161,12 +170,13 @@ async fn dismiss(
     ok_empty()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct UsersBody {
     #[serde(rename = "userIDs")]
     user_ids: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/api/group/{groupID}/invite", tag = "groups", params(("groupID" = String, Path, description = "group id")), request_body = UsersBody, responses((status = 200, description = "invited", body = ApiOkEmpty)))]
 async fn invite(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
@@ -180,6 +190,7 @@ async fn invite(
     ok_empty()
 }
 
+#[utoipa::path(post, path = "/api/group/{groupID}/kick", tag = "groups", params(("groupID" = String, Path, description = "group id")), request_body = UsersBody, responses((status = 200, description = "removed (owner or admin only)", body = ApiOkEmpty)))]
 async fn kick(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
@@ -193,6 +204,7 @@ async fn kick(
     ok_empty()
 }
 
+#[utoipa::path(get, path = "/api/group/{groupID}/members", tag = "groups", params(("groupID" = String, Path, description = "group id")), responses((status = 200, description = "members", body = ApiOk<Vec<MemberDto>>)))]
 async fn members(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
@@ -202,7 +214,7 @@ async fn members(
     ok(ms.iter().map(MemberDto::from).collect())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RoleBody {
     #[serde(rename = "userID")]
@@ -211,6 +223,7 @@ struct RoleBody {
     role: i32,
 }
 
+#[utoipa::path(post, path = "/api/group/{groupID}/role", tag = "groups", params(("groupID" = String, Path, description = "group id")), request_body = RoleBody, responses((status = 200, description = "role changed (owner only)", body = ApiOkEmpty)))]
 async fn set_role(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
@@ -232,7 +245,7 @@ async fn set_role(
     ok_empty()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct MuteBody {
     #[serde(rename = "userID")]
@@ -241,6 +254,7 @@ struct MuteBody {
     duration_seconds: i64,
 }
 
+#[utoipa::path(post, path = "/api/group/{groupID}/mute", tag = "groups", params(("groupID" = String, Path, description = "group id")), request_body = MuteBody, responses((status = 200, description = "muted or unmuted", body = ApiOkEmpty)))]
 async fn mute(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
@@ -272,11 +286,12 @@ async fn mute(
     ok_empty()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct MuteAllBody {
     mute: bool,
 }
 
+#[utoipa::path(post, path = "/api/group/{groupID}/mute_all", tag = "groups", params(("groupID" = String, Path, description = "group id")), request_body = MuteAllBody, responses((status = 200, description = "the group", body = ApiOk<GroupDto>)))]
 async fn mute_all(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,

@@ -4,40 +4,91 @@
 //! envelope the SDK decodes; errors carry the HTTP status as `code` (the
 //! reference server's convention) and a stable snake_case `error` name.
 
+mod accounts;
 mod auth;
 mod conversations;
 pub mod dto;
 mod error;
+mod friends;
 mod groups;
+mod openapi;
+mod sync;
+mod users;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::header::{CONTENT_TYPE, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use tokio::net::TcpListener;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use self::auth::AuthUser;
-pub use self::error::{ApiError, ApiJson, ApiQuery, ApiResult, Data, Envelope, ok, ok_empty};
+pub use self::error::{
+    ApiError, ApiJson, ApiOk, ApiOkEmpty, ApiQuery, ApiResult, Data, Envelope, ErrorBody,
+    QueryOrBody, ok, ok_empty,
+};
 use crate::Transport;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Status {
     status: &'static str,
 }
 
-/// The router of the HTTP API.
-pub fn router(transport: Arc<Transport>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+/// The routes of the API and the OpenAPI document describing them.
+fn api() -> (Router<Arc<Transport>>, utoipa::openapi::OpenApi) {
+    let (router, doc) = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .merge(accounts::routes())
+        .merge(users::routes())
+        .merge(friends::routes())
         .merge(groups::routes())
         .merge(conversations::routes())
+        .merge(sync::routes())
+        .split_for_parts();
+    (router, openapi::finish(doc))
+}
+
+/// The OpenAPI document of the HTTP API (what `/openapi.json` serves).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The router of the HTTP API.
+pub fn router(transport: Arc<Transport>) -> Router {
+    let (router, doc) = api();
+    let json: Arc<[u8]> = match serde_json::to_vec(&doc) {
+        Ok(v) => v.into(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the OpenAPI document");
+            Arc::from(&b"{}"[..])
+        }
+    };
+    router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let json = Arc::clone(&json);
+                async move { openapi_json(&json) }
+            }),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(transport)
+}
+
+fn openapi_json(json: &Arc<[u8]>) -> Response {
+    let mut r = json.to_vec().into_response();
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
 }
 
 /// Serves HTTP on `listener` until shutdown, then lets open requests finish.
@@ -51,10 +102,16 @@ pub async fn serve(transport: Arc<Transport>, listener: TcpListener) {
     }
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "ops",
+    responses((status = 200, description = "alive", body = ApiOk<Status>)))]
 async fn health() -> ApiResult<Status> {
     ok(Status { status: "healthy" })
 }
 
+/// Readiness: the database (and cache) answer.
+#[utoipa::path(get, path = "/ready", tag = "ops",
+    responses((status = 200, description = "ready", body = ApiOk<Status>)))]
 async fn ready(State(t): State<Arc<Transport>>) -> ApiResult<Status> {
     for h in &t.health {
         if let Err(e) = h.ping().await {
