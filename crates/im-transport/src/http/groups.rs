@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use im_core::{GroupPatch, GroupRole};
 use im_service::error::ServiceError;
 use im_service::groups::NewGroup;
@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::dto::{GroupDto, MemberDto};
 use super::error::{ApiOk, ApiOkEmpty};
-use super::{ApiError, ApiJson, ApiResult, AuthUser, ok, ok_empty};
+use super::{ApiError, ApiJson, ApiPath, ApiResult, AuthUser, ok, ok_empty};
 use crate::Transport;
 
 impl From<ServiceError> for ApiError {
@@ -134,7 +134,7 @@ async fn my_list(
 async fn get_group(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
-    Path(gid): Path<String>,
+    ApiPath(gid): ApiPath<String>,
 ) -> ApiResult<GroupDto> {
     let g = t.services.groups().get(&me.user, &gid).await?;
     ok(GroupDto::from(&g))
@@ -144,7 +144,7 @@ async fn get_group(
 async fn join(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
-    Path(gid): Path<String>,
+    ApiPath(gid): ApiPath<String>,
 ) -> ApiResult<GroupDto> {
     let g = t.services.groups().join(&me.user, &gid).await?;
     ok(GroupDto::from(&g))
@@ -154,7 +154,7 @@ async fn join(
 async fn leave(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
-    Path(gid): Path<String>,
+    ApiPath(gid): ApiPath<String>,
 ) -> ApiResult<()> {
     t.services.groups().leave(&me.user, &gid).await?;
     ok_empty()
@@ -164,7 +164,7 @@ async fn leave(
 async fn dismiss(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
-    Path(gid): Path<String>,
+    ApiPath(gid): ApiPath<String>,
 ) -> ApiResult<()> {
     t.services.groups().dismiss(&me.user, &gid).await?;
     ok_empty()
@@ -180,7 +180,7 @@ struct UsersBody {
 async fn invite(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
-    Path(gid): Path<String>,
+    ApiPath(gid): ApiPath<String>,
     ApiJson(b): ApiJson<UsersBody>,
 ) -> ApiResult<()> {
     t.services
@@ -194,7 +194,7 @@ async fn invite(
 async fn kick(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
-    Path(gid): Path<String>,
+    ApiPath(gid): ApiPath<String>,
     ApiJson(b): ApiJson<UsersBody>,
 ) -> ApiResult<()> {
     t.services
@@ -208,7 +208,7 @@ async fn kick(
 async fn members(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
-    Path(gid): Path<String>,
+    ApiPath(gid): ApiPath<String>,
 ) -> ApiResult<Vec<MemberDto>> {
     let ms = t.services.groups().members(&me.user, &gid).await?;
     ok(ms.iter().map(MemberDto::from).collect())
@@ -227,7 +227,7 @@ struct RoleBody {
 async fn set_role(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
-    Path(gid): Path<String>,
+    ApiPath(gid): ApiPath<String>,
     ApiJson(b): ApiJson<RoleBody>,
 ) -> ApiResult<()> {
     let role = match GroupRole::from_code(b.role) {
@@ -258,7 +258,7 @@ struct MuteBody {
 async fn mute(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
-    Path(gid): Path<String>,
+    ApiPath(gid): ApiPath<String>,
     ApiJson(b): ApiJson<MuteBody>,
 ) -> ApiResult<()> {
     if b.duration_seconds < 0 || b.duration_seconds > 366 * 24 * 3600 {
@@ -295,7 +295,7 @@ struct MuteAllBody {
 async fn mute_all(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
-    Path(gid): Path<String>,
+    ApiPath(gid): ApiPath<String>,
     ApiJson(b): ApiJson<MuteAllBody>,
 ) -> ApiResult<GroupDto> {
     let g = t.services.groups().mute_all(&me.user, &gid, b.mute).await?;

@@ -31,7 +31,7 @@ use utoipa_axum::routes;
 
 pub use self::auth::AuthUser;
 pub use self::error::{
-    ApiError, ApiJson, ApiOk, ApiOkEmpty, ApiQuery, ApiResult, Data, Envelope, ErrorBody,
+    ApiError, ApiJson, ApiOk, ApiOkEmpty, ApiPath, ApiQuery, ApiResult, Data, Envelope, ErrorBody,
     QueryOrBody, ok, ok_empty,
 };
 use crate::Transport;
@@ -81,7 +81,15 @@ pub fn router(transport: Arc<Transport>) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // A bug must not take the connection down with a text/plain reply:
+        // it is logged and answered like any internal error.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .with_state(transport)
+}
+
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("an HTTP handler panicked");
+    ApiError::internal().into_response()
 }
 
 fn openapi_json(json: &Arc<[u8]>) -> Response {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use im_core::model::ProfilePatch;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::dto::UserDto;
 use super::error::{ApiOk, QueryOrBody};
-use super::{ApiJson, ApiResult, AuthUser, ok};
+use super::{ApiJson, ApiPath, ApiResult, AuthUser, ok};
 use crate::Transport;
 
 pub(super) fn routes() -> OpenApiRouter<Arc<Transport>> {
@@ -30,7 +30,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<Transport>> {
 async fn info(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
-    Path(user_id): Path<String>,
+    ApiPath(user_id): ApiPath<String>,
 ) -> ApiResult<UserDto> {
     let p = t.services.social().user_info(&user_id).await?;
     ok(UserDto::view(&p, me.user.as_str()))
