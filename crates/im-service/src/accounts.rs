@@ -161,6 +161,7 @@ impl AccountService {
             UserId::parse(username).map_err(|e| ServiceError::invalid(format!("username: {e}")))?;
         check_password(password, self.cfg.min_password_len)?;
         let nickname = nickname.trim();
+        crate::error::check_no_nul("nickname", nickname)?;
         if nickname.chars().count() > MAX_NICKNAME_CHARS {
             return Err(ServiceError::invalid(format!(
                 "nickname is longer than {MAX_NICKNAME_CHARS} characters"

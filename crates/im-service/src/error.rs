@@ -37,6 +37,17 @@ pub enum ServiceError {
     Store(#[from] StoreError),
 }
 
+/// Refuses text with a NUL character: PostgreSQL cannot store it in a
+/// text column, and no client means it.
+pub(crate) fn check_no_nul(field: &str, value: &str) -> Result<(), ServiceError> {
+    if value.contains('\0') {
+        return Err(ServiceError::invalid(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
+    Ok(())
+}
+
 impl ServiceError {
     pub fn invalid(msg: impl Into<Cow<'static, str>>) -> Self {
         Self::InvalidParam(msg.into())

@@ -70,6 +70,7 @@ impl std::fmt::Debug for GroupService {
 }
 
 fn check_len(field: &'static str, value: &str, max: usize) -> Result<()> {
+    crate::error::check_no_nul(field, value)?;
     if value.len() > max {
         return Err(ServiceError::invalid(format!(
             "{field} is longer than {max} bytes"

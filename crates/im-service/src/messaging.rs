@@ -372,6 +372,15 @@ impl MessagingService {
                 "extra too large",
             ));
         }
+        if req.extra.contains('\0') {
+            // PostgreSQL text cannot hold NUL: refuse it here rather than
+            // fail the writer batch it would share with other messages.
+            return Err(send_error(
+                cid,
+                ErrorCode::InvalidParam,
+                "extra must not contain NUL characters",
+            ));
+        }
         if !MessageType(req.message_type).is_known() {
             return Err(send_error(
                 cid,

@@ -58,6 +58,9 @@ fn parse_user(field: &str, id: &str) -> Result<UserId> {
 }
 
 fn check_len(field: &str, value: Option<&String>, max_chars: usize) -> Result<()> {
+    if let Some(v) = value {
+        crate::error::check_no_nul(field, v)?;
+    }
     match value {
         Some(v) if v.chars().count() > max_chars => Err(ServiceError::invalid(format!(
             "{field} is longer than {max_chars} characters"
@@ -156,6 +159,7 @@ impl SocialService {
     /// Users whose id or nickname contains `keyword`.
     pub async fn search(&self, keyword: &str, limit: Option<u32>) -> Result<Vec<UserProfile>> {
         let keyword = keyword.trim();
+        crate::error::check_no_nul("keyword", keyword)?;
         if keyword.is_empty() {
             return Err(ServiceError::invalid("keyword must not be empty"));
         }
@@ -188,6 +192,7 @@ impl SocialService {
     pub async fn add_friend(&self, me: &UserId, target: &str, message: &str) -> Result<FriendAdd> {
         let target = self.existing_user("userID", target).await?;
         Self::not_self(me, &target)?;
+        crate::error::check_no_nul("message", message)?;
         if message.chars().count() > 256 {
             return Err(ServiceError::invalid(
                 "message is longer than 256 characters",
@@ -330,6 +335,7 @@ impl SocialService {
     /// Sets `me`'s remark for `other`.
     pub async fn set_remark(&self, me: &UserId, other: &str, remark: &str) -> Result<FriendView> {
         let other = parse_user("userID", other)?;
+        crate::error::check_no_nul("remark", remark)?;
         if remark.chars().count() > 64 {
             return Err(ServiceError::invalid("remark is longer than 64 characters"));
         }

@@ -281,3 +281,42 @@ async fn blocking_stops_messages_typing_and_requests() {
         400
     );
 }
+
+#[tokio::test]
+async fn nul_characters_are_refused_before_storage() {
+    let env = env();
+    let social = env.services.social();
+    let me = uid("alice");
+    let e = social
+        .update_profile(
+            &me,
+            "",
+            ProfilePatch {
+                nickname: Some("a\0b".into()),
+                ..ProfilePatch::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), 400);
+    assert_eq!(
+        social.search("a\0", None).await.unwrap_err().http_status(),
+        400
+    );
+    let mut alice = Conn::login(&env, "alice", "iOS").await;
+    let r = alice
+        .call(
+            &env,
+            Request::Send(im_core::command::SendRequest {
+                client_msg_id: "c1".into(),
+                conversation_id: "single_alice_bob".into(),
+                message_type: 1,
+                content: bytes::Bytes::from_static(b"hi"),
+                extra: "x\0y".into(),
+                ..im_core::command::SendRequest::default()
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code_of(&r), ErrorCode::InvalidParam);
+}
