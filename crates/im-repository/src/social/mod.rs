@@ -25,6 +25,8 @@
 //! deadlocking.
 
 mod any;
+#[cfg(test)]
+mod explain;
 pub(crate) mod models;
 pub(crate) mod ports;
 pub(crate) mod read;
