@@ -5,7 +5,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use im_core::model::{NewMessage, StoredMessage};
+use im_core::model::{Account, NewMessage, ProfilePatch, StoredMessage, UserProfile};
 use im_core::ports::{
     Appended, ConversationHead, HealthCheck, InboxEntry, MessageStore, StoreResult, UserStore,
 };
@@ -132,7 +132,8 @@ pub async fn run_migrations(opts: &DbOptions) -> Result<Vec<String>, StoreError>
 
 /// An open store of any backend. Cheap to clone. The binary wraps it in an
 /// `Arc` and hands it to the services as `Arc<dyn MessageStore>`,
-/// `Arc<dyn UserStore>` and `Arc<dyn HealthCheck>`.
+/// `Arc<dyn UserStore>`, `Arc<dyn FriendStore>` and the other ports it
+/// implements (`crate::groups`, `crate::social`).
 #[derive(Debug, Clone)]
 pub enum AnyStore {
     Sqlite(SqliteStore),
@@ -262,6 +263,31 @@ impl UserStore for AnyStore {
 
     async fn exists(&self, user: &UserId) -> StoreResult<bool> {
         delegate!(self, s => s.exists(user).await)
+    }
+
+    async fn create_account(&self, profile: &UserProfile, account: &Account) -> StoreResult<()> {
+        delegate!(self, s => s.create_account(profile, account).await)
+    }
+
+    async fn account(&self, user_id: &str) -> StoreResult<Option<Account>> {
+        delegate!(self, s => s.account(user_id).await)
+    }
+
+    async fn profiles(&self, users: &[String]) -> StoreResult<Vec<UserProfile>> {
+        delegate!(self, s => s.profiles(users).await)
+    }
+
+    async fn update_profile(
+        &self,
+        user: &str,
+        patch: &ProfilePatch,
+        now_ms: i64,
+    ) -> StoreResult<UserProfile> {
+        delegate!(self, s => s.update_profile(user, patch, now_ms).await)
+    }
+
+    async fn search_users(&self, keyword: &str, limit: u32) -> StoreResult<Vec<UserProfile>> {
+        delegate!(self, s => s.search_users(keyword, limit).await)
     }
 }
 

@@ -2,10 +2,13 @@
 //! `EXPLAIN` wrapper that keeps a query's binds, a store with realistic
 //! data on a scratch database, and the gate of `scratch`.
 
-use diesel::QueryResult;
 use diesel::backend::Backend as DieselBackend;
+use diesel::mysql::Mysql;
+use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::Untyped;
+use diesel::sql_types::{Nullable, Text, Untyped};
+use diesel::{QueryResult, QueryableByName};
+use diesel_async::{AsyncMysqlConnection, AsyncPgConnection, RunQueryDsl};
 use im_core::model::NewMessage;
 use im_core::ports::{MessageStore, UserStore};
 use im_core::{ConversationType, UserId};
@@ -96,4 +99,80 @@ pub(crate) async fn populated(backend: Backend) -> Option<(ScratchDb, AnyStore)>
             .unwrap();
     }
     Some((db, store))
+}
+
+#[derive(QueryableByName)]
+pub(crate) struct PgLine {
+    #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+    line: String,
+}
+
+pub(crate) async fn pg_plan<Q>(c: &mut AsyncPgConnection, q: Q) -> String
+where
+    Q: QueryFragment<Pg> + Send,
+{
+    Explain("EXPLAIN", q)
+        .load::<PgLine>(c)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// No sequential scan; a sort only when `sorted`; every `expected` fragment
+/// (an index, or `on <table>` where the planner may pick either of two
+/// suitable indexes) present.
+pub(crate) fn pg_assert(plan: &str, sorted: bool, expected: &[&str]) {
+    assert!(!plan.contains("Seq Scan"), "sequential scan:\n{plan}");
+    if !sorted {
+        assert!(!plan.contains("Sort"), "sort:\n{plan}");
+    }
+    for e in expected {
+        assert!(plan.contains(e), "{e:?} missing from:\n{plan}");
+    }
+}
+
+#[derive(Debug, QueryableByName)]
+pub(crate) struct MysqlRow {
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(crate) table: Option<String>,
+    #[diesel(sql_type = Nullable<Text>, column_name = "type")]
+    pub(crate) access: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(crate) key: Option<String>,
+    #[diesel(sql_type = Nullable<Text>, column_name = "Extra")]
+    pub(crate) extra: Option<String>,
+}
+
+pub(crate) async fn mysql_plan<Q>(c: &mut AsyncMysqlConnection, q: Q) -> Vec<MysqlRow>
+where
+    Q: QueryFragment<Mysql> + Send,
+{
+    Explain("EXPLAIN", q).load::<MysqlRow>(c).await.unwrap()
+}
+
+/// No full scan; a filesort only when `sorted`; each table of `expected`
+/// read through that index.
+pub(crate) fn mysql_assert(rows: &[MysqlRow], sorted: bool, expected: &[(&str, &str)]) {
+    for r in rows {
+        let access = r.access.as_deref().unwrap_or("");
+        assert!(
+            access != "ALL" && access != "index",
+            "full scan in {rows:#?}"
+        );
+        let extra = r.extra.as_deref().unwrap_or("");
+        assert!(
+            sorted || !extra.contains("filesort"),
+            "filesort in {rows:#?}"
+        );
+    }
+    for (table, key) in expected {
+        assert!(
+            rows.iter()
+                .any(|r| r.table.as_deref() == Some(*table) && r.key.as_deref() == Some(*key)),
+            "{table} not read through {key}: {rows:#?}"
+        );
+    }
 }

@@ -23,6 +23,8 @@
 //!   counter heads, rows to insert), leaving only the statements per backend;
 //! * `read` — the read queries, the same diesel queries on every backend;
 //! * `ports` — the port impls written once for the three stores;
+//! * `groups`, `social` — the group/conversation-state and the
+//!   account/profile/friend/token ports, laid out the same way;
 //! * `error` — mapping of diesel/pool errors to [`im_core::StoreError`].
 //!
 //! Nothing diesel-typed crosses the crate boundary.
@@ -40,6 +42,7 @@ mod ports;
 mod read;
 mod schema;
 mod server;
+mod social;
 mod sql;
 mod sqlite;
 

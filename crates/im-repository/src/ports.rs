@@ -2,13 +2,14 @@
 //!
 //! The reads are the same diesel queries ([`crate::read`]) on every backend;
 //! only the connection type differs, which a generic impl cannot name without
-//! a wall of per-query trait bounds. So a macro writes the three trait impls
-//! for a store type that provides:
+//! a wall of per-query trait bounds. So a macro writes the trait impls
+//! ([`MessageStore`](im_core::ports::MessageStore) and
+//! [`HealthCheck`](im_core::ports::HealthCheck); `UserStore` is written by
+//! `crate::social::ports`) for a store type that provides:
 //!
 //! * `async fn reader(&self) -> StoreResult<impl DerefMut<Target = Conn>>`;
 //! * `async fn append_batch(&self, &[NewMessage]) -> StoreResult<Vec<Appended>>`;
-//! * `async fn record_delivered_impl(&self, user, device, conversation_id, seq) -> StoreResult<()>`;
-//! * `async fn touch_impl(&self, user, now_ms) -> StoreResult<()>`.
+//! * `async fn record_delivered_impl(&self, user, device, conversation_id, seq) -> StoreResult<()>`.
 
 /// `limit` as a SQL LIMIT.
 pub(crate) fn sql_limit(limit: u32) -> i64 {
@@ -174,26 +175,6 @@ macro_rules! impl_store_ports {
                         .map_err(crate::error::map_diesel)?
                         .unwrap_or(0),
                 )
-            }
-        }
-
-        #[async_trait::async_trait]
-        impl im_core::ports::UserStore for $store {
-            async fn touch(
-                &self,
-                user: &im_core::UserId,
-                now_ms: i64,
-            ) -> im_core::ports::StoreResult<()> {
-                self.touch_impl(user.as_str(), now_ms).await
-            }
-
-            async fn exists(&self, user: &im_core::UserId) -> im_core::ports::StoreResult<bool> {
-                use diesel_async::RunQueryDsl;
-                let mut conn = self.reader().await?;
-                crate::read::user_exists(user.as_str())
-                    .get_result::<bool>(&mut *conn)
-                    .await
-                    .map_err(crate::error::map_diesel)
             }
         }
 

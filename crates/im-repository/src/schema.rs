@@ -75,11 +75,21 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// Users seen by the server.
+    /// Users seen by the server, with their profiles (the profile columns
+    /// are those of `2025-11-29-000000_social`, see `crate::social`).
     users (user_id) {
         user_id -> Text,
         created_at -> BigInt,
         last_seen -> BigInt,
+        nickname -> Text,
+        avatar -> Text,
+        phone -> Text,
+        email -> Text,
+        gender -> Integer,
+        birth -> BigInt,
+        signature -> Text,
+        extra -> Text,
+        updated_at -> BigInt,
     }
 }
 

@@ -5,20 +5,13 @@
 //! says it sorts a bounded set (one group's members, one user's groups or
 //! conversations).
 
-use diesel::QueryableByName;
-use diesel::mysql::Mysql;
-use diesel::pg::Pg;
-use diesel::query_builder::QueryFragment;
-use diesel::sql_types::{Nullable, Text};
-use diesel_async::{
-    AsyncConnection, AsyncMysqlConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
-};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use im_core::model::{GROUP_STATUS_NORMAL, Group, GroupMember, GroupRole};
 use im_core::ports::{ConversationStore, GroupStore};
 
 use super::read;
 use crate::any::{AnyStore, Backend};
-use crate::explain_util::{Explain, populated};
+use crate::explain_util::{mysql_assert, mysql_plan, pg_assert, pg_plan, populated};
 
 /// 100 groups of 5 of the 200 users of `populated`, and read cursors.
 async fn add_groups(store: &AnyStore) {
@@ -57,39 +50,6 @@ async fn add_groups(store: &AnyStore) {
             .mark_read(&user, &format!("group_g{}", u % 100), 1, 1)
             .await
             .unwrap();
-    }
-}
-
-#[derive(QueryableByName)]
-struct PgLine {
-    #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
-    line: String,
-}
-
-async fn pg_plan<Q>(c: &mut AsyncPgConnection, q: Q) -> String
-where
-    Q: QueryFragment<Pg> + Send,
-{
-    Explain("EXPLAIN", q)
-        .load::<PgLine>(c)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.line)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// No sequential scan; a sort only when `sorted`; every `expected` fragment
-/// (an index, or `on <table>` where the planner may pick either of two
-/// suitable indexes) present.
-fn pg_assert(plan: &str, sorted: bool, expected: &[&str]) {
-    assert!(!plan.contains("Seq Scan"), "sequential scan:\n{plan}");
-    if !sorted {
-        assert!(!plan.contains("Sort"), "sort:\n{plan}");
-    }
-    for e in expected {
-        assert!(plan.contains(e), "{e:?} missing from:\n{plan}");
     }
 }
 
@@ -152,49 +112,6 @@ async fn postgres_reads_use_indexes() {
 
     drop((c, store));
     db.drop_database().await.unwrap();
-}
-
-#[derive(Debug, QueryableByName)]
-struct MysqlRow {
-    #[diesel(sql_type = Nullable<Text>)]
-    table: Option<String>,
-    #[diesel(sql_type = Nullable<Text>, column_name = "type")]
-    access: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    key: Option<String>,
-    #[diesel(sql_type = Nullable<Text>, column_name = "Extra")]
-    extra: Option<String>,
-}
-
-async fn mysql_plan<Q>(c: &mut AsyncMysqlConnection, q: Q) -> Vec<MysqlRow>
-where
-    Q: QueryFragment<Mysql> + Send,
-{
-    Explain("EXPLAIN", q).load::<MysqlRow>(c).await.unwrap()
-}
-
-/// No full scan; a filesort only when `sorted`; each table of `expected`
-/// read through that index.
-fn mysql_assert(rows: &[MysqlRow], sorted: bool, expected: &[(&str, &str)]) {
-    for r in rows {
-        let access = r.access.as_deref().unwrap_or("");
-        assert!(
-            access != "ALL" && access != "index",
-            "full scan in {rows:#?}"
-        );
-        let extra = r.extra.as_deref().unwrap_or("");
-        assert!(
-            sorted || !extra.contains("filesort"),
-            "filesort in {rows:#?}"
-        );
-    }
-    for (table, key) in expected {
-        assert!(
-            rows.iter()
-                .any(|r| r.table.as_deref() == Some(*table) && r.key.as_deref() == Some(*key)),
-            "{table} not read through {key}: {rows:#?}"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@
 
 mod groups;
 mod migrate;
+mod social;
 mod write;
 
 #[cfg(test)]

@@ -266,17 +266,19 @@ pub(crate) async fn record_delivered(
     Ok(())
 }
 
-/// Creates `user` or moves its `last_seen` forward to `now_ms`.
+/// Creates `user` (an empty profile, created and updated at `now_ms`) or
+/// moves its `last_seen` forward to `now_ms`.
 pub(crate) async fn touch_user(
     conn: &mut AsyncMysqlConnection,
     user: &str,
     now_ms: i64,
 ) -> Result<(), RepoError> {
     diesel::sql_query(
-        "INSERT INTO users (user_id, created_at, last_seen) VALUES (?, ?, ?) \
+        "INSERT INTO users (user_id, created_at, last_seen, updated_at) VALUES (?, ?, ?, ?) \
          ON DUPLICATE KEY UPDATE last_seen = GREATEST(last_seen, VALUES(last_seen))",
     )
     .bind::<Text, _>(user)
+    .bind::<BigInt, _>(now_ms)
     .bind::<BigInt, _>(now_ms)
     .bind::<BigInt, _>(now_ms)
     .execute(conn)

@@ -13,6 +13,7 @@
 
 mod groups;
 mod migrate;
+mod social;
 mod write;
 
 #[cfg(test)]

@@ -309,7 +309,8 @@ pub(crate) async fn record_delivered(
     Ok(())
 }
 
-/// Creates `user` or moves its `last_seen` forward to `now_ms`.
+/// Creates `user` (an empty profile, created and updated at `now_ms`) or
+/// moves its `last_seen` forward to `now_ms`.
 pub(crate) async fn touch_user(
     conn: &mut AsyncPgConnection,
     user: &str,
@@ -321,6 +322,7 @@ pub(crate) async fn touch_user(
             u::user_id.eq(user),
             u::created_at.eq(now_ms),
             u::last_seen.eq(now_ms),
+            u::updated_at.eq(now_ms),
         ))
         .on_conflict(u::user_id)
         .do_update()

@@ -19,6 +19,7 @@ mod conn;
 mod conversations;
 mod groups;
 mod migrate;
+mod social;
 mod write;
 
 use std::path::{Path, PathBuf};

@@ -207,7 +207,8 @@ pub(crate) fn record_delivered(
     Ok(())
 }
 
-/// Creates `user` or moves its `last_seen` forward to `now_ms`.
+/// Creates `user` (an empty profile, created and updated at `now_ms`) or
+/// moves its `last_seen` forward to `now_ms`.
 pub(crate) fn touch_user(
     conn: &mut SqliteConnection,
     user: &str,
@@ -219,6 +220,7 @@ pub(crate) fn touch_user(
             u::user_id.eq(user),
             u::created_at.eq(now_ms),
             u::last_seen.eq(now_ms),
+            u::updated_at.eq(now_ms),
         ))
         .on_conflict(u::user_id)
         .do_update()

@@ -19,6 +19,7 @@ mod durability;
 mod groups;
 mod multi_writer;
 mod reads;
+mod social;
 
 #[allow(dead_code)]
 fn _assert_store_is_send_sync(s: im_repository::AnyStore) -> impl Send + Sync + Clone {

@@ -1,0 +1,15 @@
+DROP TABLE revoked_tokens;
+DROP TABLE blocks;
+DROP TABLE friend_requests;
+DROP TABLE friends;
+DROP TABLE accounts;
+ALTER TABLE users
+    DROP COLUMN updated_at,
+    DROP COLUMN extra,
+    DROP COLUMN signature,
+    DROP COLUMN birth,
+    DROP COLUMN gender,
+    DROP COLUMN email,
+    DROP COLUMN phone,
+    DROP COLUMN avatar,
+    DROP COLUMN nickname;

@@ -1,0 +1,16 @@
+DROP INDEX revoked_tokens_expires_key;
+DROP TABLE revoked_tokens;
+DROP TABLE blocks;
+DROP INDEX friend_requests_to_key;
+DROP TABLE friend_requests;
+DROP TABLE friends;
+DROP TABLE accounts;
+ALTER TABLE users DROP COLUMN updated_at;
+ALTER TABLE users DROP COLUMN extra;
+ALTER TABLE users DROP COLUMN signature;
+ALTER TABLE users DROP COLUMN birth;
+ALTER TABLE users DROP COLUMN gender;
+ALTER TABLE users DROP COLUMN email;
+ALTER TABLE users DROP COLUMN phone;
+ALTER TABLE users DROP COLUMN avatar;
+ALTER TABLE users DROP COLUMN nickname;
