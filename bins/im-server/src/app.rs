@@ -12,7 +12,9 @@ use im_core::ports::{
 };
 use im_repository::{AnyStore, DbOptions, ServerDbOptions, SqliteOptions, run_migrations};
 use im_service::idgen::RandomIdGen;
-use im_service::{Hub, JwtAuth, MessageWriter, MessagingService, Ports, ServiceConfig, Services};
+use im_service::{
+    AccountConfig, Hub, JwtAuth, MessageWriter, MessagingService, Ports, ServiceConfig, Services,
+};
 use im_transport::{Transport, TransportConfig};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -32,6 +34,7 @@ pub struct LocalAddrs {
 /// A built server: listeners bound, stores open, writer running.
 pub struct App {
     transport: Arc<Transport>,
+    services: Arc<Services>,
     listeners: [TcpListener; 3],
     addrs: LocalAddrs,
     shutdown: CancellationToken,
@@ -166,6 +169,7 @@ impl App {
                 groups,
                 conversations,
                 presence: Arc::new(im_cache::MemoryPresence::new()),
+                friends: store.clone(),
                 clock: Arc::new(SystemClock),
                 ids: Arc::new(RandomIdGen),
             },
@@ -173,12 +177,15 @@ impl App {
             Arc::new(Hub::new()),
             svc_cfg,
         );
-        let services = Arc::new(Services {
-            auth: jwt(&config),
+        let services = Arc::new(Services::new(
+            jwt(&config),
             messaging,
             users,
-        });
+            store.clone(),
+            account_config(&config),
+        ));
         let shutdown = CancellationToken::new();
+        let svc = Arc::clone(&services);
         let transport = Transport::new(
             services,
             transport_config(&config),
@@ -200,6 +207,7 @@ impl App {
         };
         Ok(Self {
             transport,
+            services: svc,
             listeners: [http, ws, tcp],
             addrs,
             shutdown,
@@ -217,6 +225,7 @@ impl App {
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
             transport,
+            services,
             listeners,
             addrs,
             shutdown,
@@ -228,6 +237,7 @@ impl App {
         servers.spawn(im_transport::http::serve(Arc::clone(&transport), http));
         servers.spawn(im_transport::ws::serve(Arc::clone(&transport), ws));
         servers.spawn(im_transport::tcp::serve(Arc::clone(&transport), tcp));
+        servers.spawn(purge_revocations(services, shutdown.clone()));
         tracing::info!(http = %addrs.http, ws = %addrs.ws, tcp = %addrs.tcp, "im-server listening");
         signal.await;
         tracing::info!("shutting down");
@@ -247,6 +257,33 @@ impl App {
             tracing::warn!("message writer did not drain within the shutdown timeout");
         }
         Ok(())
+    }
+}
+
+/// The account service settings of `c`.
+pub fn account_config(c: &Config) -> AccountConfig {
+    AccountConfig {
+        token_ttl: c.auth.token_ttl(),
+        refresh_ttl: c.auth.refresh_ttl(),
+        min_password_len: c.auth.min_password_len,
+        hash_concurrency: c.auth.hash_concurrency,
+    }
+}
+
+/// Every hour, forgets revocations of tokens that have expired anyway.
+async fn purge_revocations(services: Arc<Services>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match services.accounts.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired token revocations purged"),
+            Err(e) => tracing::warn!(error = %e, "purging token revocations failed"),
+        }
     }
 }
 

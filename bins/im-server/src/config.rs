@@ -425,6 +425,13 @@ pub struct AuthConfig {
     pub jwt_secret: SecretString,
     /// Lifetime of tokens the server issues (login, `im-server token`).
     pub token_expire_hours: u32,
+    /// Lifetime of refresh tokens (login, `/api/auth/refresh`).
+    pub refresh_expire_hours: u32,
+    /// Shortest password `/api/auth/register` accepts (bytes).
+    pub min_password_len: usize,
+    /// Password hashes (argon2id, ~19 MiB and tens of ms each) computed at
+    /// once; further logins wait.
+    pub hash_concurrency: usize,
     /// Accept `demo_token_<user>` as a valid token for `<user>` (development only).
     pub allow_demo_tokens: bool,
     /// Sending to a user id never seen before is ERR_USER_NOT_EXIST instead
@@ -437,6 +444,9 @@ impl Default for AuthConfig {
         Self {
             jwt_secret: SecretString::from(DEFAULT_JWT_SECRET.to_owned()),
             token_expire_hours: 720,
+            refresh_expire_hours: 24 * 60,
+            min_password_len: 8,
+            hash_concurrency: 2,
             allow_demo_tokens: false,
             require_registered_users: false,
         }
@@ -451,6 +461,10 @@ impl AuthConfig {
     /// Lifetime of issued tokens.
     pub fn token_ttl(&self) -> Duration {
         Duration::from_secs(u64::from(self.token_expire_hours) * 3600)
+    }
+    /// Lifetime of refresh tokens.
+    pub fn refresh_ttl(&self) -> Duration {
+        Duration::from_secs(u64::from(self.refresh_expire_hours) * 3600)
     }
 }
 
@@ -1010,6 +1024,14 @@ impl Config {
             );
         }
         v.range("auth.token_expire_hours", a.token_expire_hours, 1, 87_600);
+        v.range(
+            "auth.refresh_expire_hours",
+            a.refresh_expire_hours,
+            1,
+            87_600,
+        );
+        v.range("auth.min_password_len", a.min_password_len, 6, 128);
+        v.range("auth.hash_concurrency", a.hash_concurrency, 1, 256);
     }
 
     fn validate_logger(&self, v: &mut Validator) {

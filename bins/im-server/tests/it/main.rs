@@ -8,6 +8,7 @@
 
 mod bad_input;
 mod durability;
+mod http_api;
 mod lifecycle;
 mod messaging;
 

@@ -24,10 +24,13 @@ pub(super) fn routes() -> OpenApiRouter<Arc<Transport>> {
 #[derive(Debug, Deserialize, ToSchema)]
 struct RegisterBody {
     /// Becomes the user id: 1-64 characters of `[A-Za-z0-9_-]`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     username: String,
-    /// 8-256 bytes.
+    /// 8-256 bytes (the minimum is `auth.min_password_len`).
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
     #[serde(default)]
+    #[schema(max_length = 64)]
     nickname: String,
 }
 
@@ -49,11 +52,14 @@ async fn register(
 
 #[derive(Debug, Deserialize, ToSchema)]
 struct LoginBody {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     username: String,
+    #[schema(max_length = 256)]
     password: String,
     /// The device platform (`iOS`, `android`, `web`, ...): the token's
     /// `platform` claim, which the kick policy uses.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.-]{0,32}$")]
     platform: String,
 }
 

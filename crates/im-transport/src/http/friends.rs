@@ -33,9 +33,11 @@ pub(super) fn routes() -> OpenApiRouter<Arc<Transport>> {
 #[derive(Debug, Deserialize, ToSchema)]
 struct AddBody {
     #[serde(rename = "userID")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     user_id: String,
     /// Shown to the other user (at most 256 characters).
     #[serde(default)]
+    #[schema(max_length = 256)]
     message: String,
 }
 
@@ -63,6 +65,8 @@ async fn add(
 #[into_params(parameter_in = Query)]
 struct UserBody {
     #[serde(rename = "userID")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     user_id: String,
 }
 
@@ -144,8 +148,10 @@ async fn check(
 #[derive(Debug, Deserialize, ToSchema)]
 struct RemarkBody {
     #[serde(rename = "userID")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     user_id: String,
     /// At most 64 characters; empty clears it.
+    #[schema(max_length = 64)]
     remark: String,
 }
 

@@ -47,7 +47,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<Transport>> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CreateBody {
+struct GroupCreateBody {
     #[serde(default)]
     group_name: String,
     #[serde(default, rename = "faceURL")]
@@ -62,11 +62,11 @@ struct CreateBody {
     member_user_ids: Vec<String>,
 }
 
-#[utoipa::path(post, path = "/api/group/create", tag = "groups", request_body = CreateBody, responses((status = 200, description = "the new group; the caller is its owner", body = ApiOk<GroupDto>)))]
+#[utoipa::path(post, path = "/api/group/create", tag = "groups", request_body = GroupCreateBody, responses((status = 200, description = "the new group; the caller is its owner", body = ApiOk<GroupDto>)))]
 async fn create(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
-    ApiJson(b): ApiJson<CreateBody>,
+    ApiJson(b): ApiJson<GroupCreateBody>,
 ) -> ApiResult<GroupDto> {
     let g = t
         .services
@@ -88,7 +88,7 @@ async fn create(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct UpdateBody {
+struct GroupUpdateBody {
     #[serde(rename = "groupID")]
     group_id: String,
     group_name: Option<String>,
@@ -99,11 +99,11 @@ struct UpdateBody {
     extra: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/group/update", tag = "groups", request_body = UpdateBody, responses((status = 200, description = "the updated group (owner or admin only)", body = ApiOk<GroupDto>)))]
+#[utoipa::path(post, path = "/api/group/update", tag = "groups", request_body = GroupUpdateBody, responses((status = 200, description = "the updated group (owner or admin only)", body = ApiOk<GroupDto>)))]
 async fn update(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
-    ApiJson(b): ApiJson<UpdateBody>,
+    ApiJson(b): ApiJson<GroupUpdateBody>,
 ) -> ApiResult<GroupDto> {
     let patch = GroupPatch {
         name: b.group_name,

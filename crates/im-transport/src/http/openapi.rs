@@ -157,6 +157,16 @@ mod tests {
                 "{p} missing from the OpenAPI document"
             );
         }
+        // Request schemas are named by type: two handlers' `UpdateBody`s
+        // once collided and the group update documented the profile's body.
+        let schemas = json["components"]["schemas"].as_object().unwrap();
+        let group_update = &schemas["GroupUpdateBody"]["properties"];
+        assert!(group_update.get("groupID").is_some(), "{group_update}");
+        assert!(
+            schemas["ProfileUpdateBody"]["properties"]
+                .get("nickname")
+                .is_some()
+        );
         for (path, item) in paths {
             for (method, op) in item.as_object().unwrap() {
                 let responses = op["responses"].as_object().unwrap();

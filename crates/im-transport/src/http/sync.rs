@@ -37,9 +37,11 @@ fn dtos(views: &[MessageView], viewer: &str) -> Vec<MessageDto> {
 struct SyncBody {
     /// The cursor of the previous reply's `maxSeq` (0 = from the start).
     #[serde(default)]
+    #[schema(minimum = 0)]
     last_seq: i64,
     /// Page size (default and maximum: the server's sync limits).
     #[serde(default)]
+    #[schema(minimum = 0)]
     count: i32,
     /// Client time (ms); informational.
     #[serde(default)]
@@ -89,11 +91,14 @@ async fn sync(
 struct RangeBody {
     conversation_id: String,
     /// First seq wanted (>= 1).
+    #[schema(minimum = 1)]
     start_seq: i64,
     /// Last seq wanted (>= start_seq).
+    #[schema(minimum = 1)]
     end_seq: i64,
-    /// At most 100 (default 100).
+    /// At most 100 (0 or absent: 100).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 100)]
     count: i32,
 }
 

@@ -40,6 +40,7 @@ async fn info(
 struct BatchBody {
     /// At most 500 ids.
     #[serde(rename = "userIDs")]
+    #[schema(max_items = 500, inline)]
     user_ids: Vec<String>,
 }
 
@@ -61,30 +62,33 @@ async fn batch(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct UpdateBody {
+struct ProfileUpdateBody {
     /// Must be the caller (or omitted).
     #[serde(default, rename = "userID")]
     user_id: String,
+    #[schema(max_length = 64)]
     nickname: Option<String>,
     avatar: Option<String>,
     phone: Option<String>,
     email: Option<String>,
     signature: Option<String>,
     /// 0 unknown, 1 male, 2 female.
+    #[schema(minimum = 0, maximum = 2)]
     gender: Option<i32>,
     /// ms since the epoch.
+    #[schema(minimum = 0)]
     birth: Option<i64>,
     extra: Option<String>,
 }
 
 /// Updates the caller's own profile; omitted fields are unchanged.
 #[utoipa::path(post, path = "/api/user/update", tag = "users",
-    request_body = UpdateBody,
+    request_body = ProfileUpdateBody,
     responses((status = 200, description = "the updated profile", body = ApiOk<UserDto>)))]
 async fn update(
     State(t): State<Arc<Transport>>,
     AuthUser(me): AuthUser,
-    ApiJson(b): ApiJson<UpdateBody>,
+    ApiJson(b): ApiJson<ProfileUpdateBody>,
 ) -> ApiResult<UserDto> {
     let patch = ProfilePatch {
         nickname: b.nickname,
@@ -108,9 +112,11 @@ async fn update(
 #[into_params(parameter_in = Query)]
 struct SearchQuery {
     /// Substring of the user id or nickname (1-64 characters).
+    #[param(min_length = 1, max_length = 64)]
     keyword: String,
     /// 1-100, default 20.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
