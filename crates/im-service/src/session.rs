@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Identity, JwtAuth};
 use crate::conversations::ConversationService;
+use crate::files::FileService;
 use crate::groups::GroupService;
 use crate::hub::{Outbound, SessionHandle, SessionId};
 use crate::messaging::MessagingService;
@@ -25,6 +26,8 @@ pub struct Services {
     pub auth: JwtAuth,
     pub messaging: MessagingService,
     pub users: Arc<dyn UserStore>,
+    /// Uploads and downloads (HTTP `/upload`, `/files/...`).
+    pub files: FileService,
 }
 
 impl Services {

@@ -56,6 +56,7 @@ pub fn env_with(cfg: ServiceConfig) -> Env {
         auth: JwtAuth::new(SECRET, cfg.allow_demo_tokens),
         messaging,
         users: store.clone(),
+        files: im_service::FileService::unconfigured(),
     });
     Env {
         store,
@@ -89,6 +90,7 @@ pub fn legacy_env() -> Env {
         auth: JwtAuth::new(SECRET, cfg.allow_demo_tokens),
         messaging,
         users: store.clone(),
+        files: im_service::FileService::unconfigured(),
     });
     Env {
         store,

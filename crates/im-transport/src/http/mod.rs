@@ -8,6 +8,7 @@ mod auth;
 mod conversations;
 pub mod dto;
 mod error;
+mod files;
 mod groups;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub fn router(transport: Arc<Transport>) -> Router {
         .route("/ready", get(ready))
         .merge(groups::routes())
         .merge(conversations::routes())
+        .merge(files::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(transport)
