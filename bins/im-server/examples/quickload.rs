@@ -35,6 +35,7 @@ async fn main() {
     c.server.ws_port = 0;
     c.server.tcp_port = 0;
     c.database.path = dir.path().join("im.db");
+    c.files.dir = dir.path().join("files");
     c.auth.jwt_secret = "quickload".to_owned().into();
     let app = App::build(c.clone()).await.unwrap();
     let addrs = app.local_addrs();

@@ -10,10 +10,13 @@ use im_core::Generation;
 use im_core::ports::{
     ConversationStore, GroupStore, HealthCheck, MessageStore, SystemClock, UserStore,
 };
-use im_repository::{AnyStore, DbOptions, ServerDbOptions, SqliteOptions, run_migrations};
+use im_repository::{
+    AnyStore, DbOptions, LocalFileStore, ServerDbOptions, SqliteOptions, run_migrations,
+};
 use im_service::idgen::RandomIdGen;
 use im_service::{
-    AccountConfig, Hub, JwtAuth, MessageWriter, MessagingService, Ports, ServiceConfig, Services,
+    AccountConfig, FileService, Hub, JwtAuth, MessageWriter, MessagingService, Ports,
+    ServiceConfig, Services,
 };
 use im_transport::{Transport, TransportConfig};
 use secrecy::ExposeSecret;
@@ -97,6 +100,36 @@ pub fn transport_config(c: &Config) -> TransportConfig {
     }
 }
 
+/// The file-service settings taken from the config.
+pub fn files_config(c: &Config) -> im_service::FilesConfig {
+    im_service::FilesConfig {
+        max_upload_bytes: c.files.max_upload_bytes,
+        anonymous_upload: c.files.anonymous_upload,
+        public_base_url: c.files.public_base_url.clone(),
+    }
+}
+
+/// Leftovers of uploads interrupted by a crash older than this are deleted
+/// at startup (in the background).
+const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Opens (creating it) the upload directory and sweeps crash leftovers in
+/// the background.
+async fn open_files(c: &Config) -> anyhow::Result<LocalFileStore> {
+    let files = LocalFileStore::open(c.files.dir.clone())
+        .await
+        .with_context(|| format!("opening the files dir {}", c.files.dir.display()))?;
+    let sweeper = files.clone();
+    tokio::spawn(async move {
+        match sweeper.sweep_stale(STALE_UPLOAD_AGE).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed leftovers of interrupted uploads"),
+            Err(e) => tracing::warn!(error = %e, "could not sweep the files dir"),
+        }
+    });
+    Ok(files)
+}
+
 /// The token signer/verifier of this config.
 pub fn jwt(c: &Config) -> JwtAuth {
     JwtAuth::new(
@@ -154,6 +187,14 @@ impl App {
             );
         }
         let store = open_store(&config).await?;
+        let files = FileService::new(
+            Arc::new(open_files(&config).await?),
+            Arc::new(SystemClock),
+            files_config(&config),
+        );
+        if config.files.anonymous_upload {
+            tracing::warn!("files.anonymous_upload is on: anyone can upload files.");
+        }
         let store = Arc::new(store);
         let messages: Arc<dyn MessageStore> = store.clone();
         let users: Arc<dyn UserStore> = store.clone();
@@ -183,6 +224,7 @@ impl App {
             users,
             store.clone(),
             account_config(&config),
+            files,
         ));
         let shutdown = CancellationToken::new();
         let svc = Arc::clone(&services);

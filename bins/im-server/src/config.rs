@@ -729,6 +729,9 @@ pub struct FilesConfig {
     /// unset = a path relative to the HTTP API.
     #[serde(deserialize_with = "lenient::opt_string")]
     pub public_base_url: Option<String>,
+    /// Accept `POST /upload` without a token (the SDK's `IMFileManager`
+    /// sends none); such files have no owner. Off: uploads need a Bearer token.
+    pub anonymous_upload: bool,
 }
 
 impl Default for FilesConfig {
@@ -737,6 +740,7 @@ impl Default for FilesConfig {
             dir: PathBuf::from("./data/files"),
             max_upload_bytes: 100 * 1024 * 1024,
             public_base_url: None,
+            anonymous_upload: false,
         }
     }
 }

@@ -6,11 +6,13 @@
 
 pub mod command;
 pub mod error;
+pub mod files;
 pub mod ids;
 pub mod model;
 pub mod ports;
 
 pub use error::{ErrorCode, StoreError};
+pub use files::{ByteStream, FileId, FileMeta, FileStore, FileWriter};
 pub use ids::{ConversationId, ConversationType, IdError, UserId};
 pub use model::{
     Account, Block, ConversationSummary, Friend, FriendRequest, FriendRequestStatus, Generation,

@@ -28,11 +28,15 @@
 //! * `error` — mapping of diesel/pool errors to [`im_core::StoreError`].
 //!
 //! Nothing diesel-typed crosses the crate boundary.
+//!
+//! [`LocalFileStore`] (module [`files`]) implements the file store port on
+//! a local disk.
 
 mod any;
 mod error;
 #[cfg(test)]
 mod explain_util;
+pub mod files;
 mod groups;
 mod models;
 mod mysql;
@@ -49,6 +53,7 @@ mod sqlite;
 pub mod scratch;
 
 pub use any::{AnyStore, Backend, DbOptions, run_migrations};
+pub use files::LocalFileStore;
 pub use mysql::{MysqlStore, run_mysql_migrations};
 pub use pg::{PgStore, run_postgres_migrations};
 pub use server::ServerDbOptions;

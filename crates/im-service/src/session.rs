@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::{AccountConfig, AccountService};
 use crate::auth::{Identity, JwtAuth};
 use crate::conversations::ConversationService;
+use crate::files::FileService;
 use crate::groups::GroupService;
 use crate::hub::{Outbound, SessionHandle, SessionId};
 use crate::messaging::MessagingService;
@@ -29,17 +30,20 @@ pub struct Services {
     pub users: Arc<dyn UserStore>,
     /// Register, login, refresh, logout and the token check of every request.
     pub accounts: AccountService,
+    /// Uploads and downloads (HTTP `/upload`, `/files/...`).
+    pub files: FileService,
 }
 
 impl Services {
     /// The services over `messaging`; tokens are signed and checked with
-    /// `auth`, revocations kept in `revocations`.
+    /// `auth`, revocations kept in `revocations`, uploads handled by `files`.
     pub fn new(
         auth: JwtAuth,
         messaging: MessagingService,
         users: Arc<dyn UserStore>,
         revocations: Arc<dyn TokenRevocationStore>,
         accounts: AccountConfig,
+        files: FileService,
     ) -> Self {
         let accounts = AccountService::new(
             auth.clone(),
@@ -54,6 +58,7 @@ impl Services {
             messaging,
             users,
             accounts,
+            files,
         }
     }
 

@@ -8,6 +8,7 @@
 
 mod bad_input;
 mod durability;
+mod files;
 mod http_api;
 mod lifecycle;
 mod messaging;
@@ -41,6 +42,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.server.ws_port = 0;
     c.server.tcp_port = 0;
     c.database.path = dir.join("im.db");
+    c.files.dir = dir.join("files");
     c.auth.jwt_secret = "e2e-test-secret".to_owned().into();
     c.auth.allow_demo_tokens = true;
     c

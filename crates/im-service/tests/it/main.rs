@@ -61,6 +61,7 @@ pub fn env_with(cfg: ServiceConfig) -> Env {
         store.clone(),
         store.clone(),
         AccountConfig::default(),
+        im_service::FileService::unconfigured(),
     ));
     Env {
         store,
@@ -96,6 +97,7 @@ pub fn legacy_env() -> Env {
         store.clone(),
         store.clone(),
         AccountConfig::default(),
+        im_service::FileService::unconfigured(),
     ));
     Env {
         store,

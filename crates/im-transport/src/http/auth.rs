@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use im_service::Identity;
@@ -21,20 +21,41 @@ impl FromRequestParts<Arc<Transport>> for AuthUser {
         parts: &mut Parts,
         t: &Arc<Transport>,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
-        let value = header
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
-        // Signature, expiry, kind and revocation.
-        Ok(Self(t.services.accounts.authenticate(token, "").await?))
+        verify(parts, t).await
     }
+}
+
+/// `Option<AuthUser>`: `None` without an `Authorization` header; a header
+/// that is present must still hold a valid token.
+impl OptionalFromRequestParts<Arc<Transport>> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        t: &Arc<Transport>,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if parts.headers.contains_key(AUTHORIZATION) {
+            verify(parts, t).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+async fn verify(parts: &Parts, t: &Transport) -> Result<AuthUser, ApiError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
+    // Signature, expiry, kind and revocation.
+    Ok(AuthUser(t.services.accounts.authenticate(token, "").await?))
 }

@@ -9,6 +9,7 @@ mod auth;
 mod conversations;
 pub mod dto;
 mod error;
+mod files;
 mod friends;
 mod groups;
 mod openapi;
@@ -52,6 +53,7 @@ fn api() -> (Router<Arc<Transport>>, utoipa::openapi::OpenApi) {
         .merge(groups::routes())
         .merge(conversations::routes())
         .merge(sync::routes())
+        .merge(files::routes())
         .split_for_parts();
     (router, openapi::finish(doc))
 }

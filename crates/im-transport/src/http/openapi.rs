@@ -20,6 +20,7 @@ const PUBLIC: &[&str] = &[
     "/api/auth/register",
     "/api/auth/login",
     "/api/auth/refresh",
+    "/files/{file_id}",
 ];
 
 #[derive(utoipa::OpenApi)]
@@ -35,6 +36,7 @@ const PUBLIC: &[&str] = &[
         (name = "groups", description = "groups and members"),
         (name = "conversations", description = "conversation list and history"),
         (name = "sync", description = "v1 HTTP sync"),
+        (name = "files", description = "uploads and downloads"),
         (name = "ops", description = "health and readiness")
     )
 )]
