@@ -726,7 +726,7 @@ pub struct FilesConfig {
     /// Largest upload accepted (bytes); larger is 413.
     pub max_upload_bytes: u64,
     /// Base of the `url` returned by uploads (e.g. `https://cdn.example.com/files`);
-    /// unset = a path relative to the HTTP API.
+    /// unset = `http://<Host>/files/<id>` from the upload request's Host header.
     #[serde(deserialize_with = "lenient::opt_string")]
     pub public_base_url: Option<String>,
     /// Accept `POST /upload` without a token (the SDK's `IMFileManager`

@@ -88,6 +88,25 @@ fn is_multipart(headers: &HeaderMap) -> bool {
         })
 }
 
+/// `http[s]://host[:port]` from `Host` (and `X-Forwarded-Proto: https`),
+/// when the host is a plausible authority; None otherwise.
+fn request_origin(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(axum::http::header::HOST)?.to_str().ok()?.trim();
+    let plausible = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !plausible {
+        return None;
+    }
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    Some(format!("{}://{host}", if https { "https" } else { "http" }))
+}
+
 fn announced_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(CONTENT_LENGTH)?
@@ -117,6 +136,7 @@ async fn upload(
     if owner.is_none() && !files.config().anonymous_upload {
         return Err(FileError::AuthRequired.into());
     }
+    let origin = request_origin(req.headers());
     let multipart = is_multipart(req.headers());
     let meta = if multipart {
         let limit = files
@@ -177,7 +197,14 @@ async fn upload(
         }
         up.finish().await?
     };
-    let url = files.url(&meta.file_id);
+    let mut url = files.url(&meta.file_id);
+    if url.starts_with('/') {
+        // No files.public_base_url: the SDK needs an absolute URL, so use
+        // the origin this request reached us at.
+        if let Some(origin) = origin {
+            url.insert_str(0, &origin);
+        }
+    }
     tracing::debug!(file_id = %meta.file_id, size = meta.size, content_type = %meta.content_type, "file uploaded");
     if multipart {
         return Ok(Data(Some(url)).into_response());
@@ -446,6 +473,24 @@ async fn download(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn origin_from_host_and_forwarded_proto() {
+        let mut h = HeaderMap::new();
+        assert_eq!(super::request_origin(&h), None);
+        h.insert("host", HeaderValue::from_static("chat.example.com:8080"));
+        assert_eq!(
+            super::request_origin(&h).as_deref(),
+            Some("http://chat.example.com:8080")
+        );
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert_eq!(
+            super::request_origin(&h).as_deref(),
+            Some("https://chat.example.com:8080")
+        );
+        h.insert("host", HeaderValue::from_static("evil.com/x?y"));
+        assert_eq!(super::request_origin(&h), None);
+    }
+
     use super::*;
 
     #[test]
