@@ -4,6 +4,7 @@
 //! vocabulary every other crate speaks. Adapters (`im-repository`, `im-cache`)
 //! implement the ports; `im-service` uses them through `Arc<dyn Port>`.
 
+pub mod cluster;
 pub mod command;
 pub mod error;
 pub mod files;
