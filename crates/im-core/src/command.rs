@@ -163,7 +163,7 @@ pub struct ConversationBatch {
 }
 
 /// Presence of one user.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct UserStatus {
     pub user_id: String,
     pub online: bool,
@@ -248,8 +248,9 @@ impl Reply {
     }
 }
 
-/// Something the server pushes to a session unprompted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Something the server pushes to a session unprompted (serializable: it
+/// crosses the bus between nodes).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// PUSH_MSG (202). `is_read` is derived per viewer when encoding.
     Message(Arc<StoredMessage>),

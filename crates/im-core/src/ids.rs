@@ -76,7 +76,7 @@ impl AsRef<str> for UserId {
 }
 
 /// Conversation type numbers of the contract (§5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[repr(i32)]
 pub enum ConversationType {
     Single = 1,

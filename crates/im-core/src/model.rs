@@ -30,7 +30,7 @@ impl MessageType {
 }
 
 /// Who recalled a message and when (ms).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Revocation {
     pub by: String,
     pub time: i64,
@@ -62,7 +62,7 @@ pub struct NewMessage {
 }
 
 /// A message as persisted, with its seq.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredMessage {
     pub server_msg_id: String,
     pub client_msg_id: String,

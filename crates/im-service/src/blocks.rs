@@ -28,6 +28,8 @@ pub(crate) struct BlockCache {
     epoch: AtomicU64,
     capacity: usize,
     ttl: Duration,
+    /// Changes are broadcast to the other nodes' caches through it.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl BlockCache {
@@ -38,6 +40,7 @@ impl BlockCache {
             epoch: AtomicU64::new(0),
             capacity,
             ttl,
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -85,8 +88,23 @@ impl BlockCache {
         Ok(hit)
     }
 
-    /// Forgets `owner`'s list; call after committing a change to it.
+    /// Connects the cache to the other nodes (once).
+    pub(crate) fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// Forgets `owner` here and on the other nodes; call after committing a change.
     pub fn invalidate(&self, owner: &str) {
+        if let Some(c) = self.cluster.get() {
+            c.broadcast(crate::cluster::BusMessage::InvalidateBlocks {
+                owner: owner.to_owned(),
+            });
+        }
+        self.invalidate_local(owner);
+    }
+
+    /// Forgets `owner` on this node only.
+    pub fn invalidate_local(&self, owner: &str) {
         let mut cache = self.cache.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         cache.remove(owner);

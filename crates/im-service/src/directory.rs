@@ -52,6 +52,8 @@ pub(crate) struct GroupDirectory {
     epoch: AtomicU64,
     capacity: usize,
     ttl: Duration,
+    /// Changes are broadcast to the other nodes' caches through it.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl GroupDirectory {
@@ -62,6 +64,7 @@ impl GroupDirectory {
             epoch: AtomicU64::new(0),
             capacity,
             ttl,
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -111,8 +114,23 @@ impl GroupDirectory {
         Ok(Some(snapshot))
     }
 
-    /// Forgets `group_id`; call after committing any change to it.
+    /// Connects the cache to the other nodes (once).
+    pub(crate) fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// Forgets `group_id` here and on the other nodes; call after committing a change.
     pub fn invalidate(&self, group_id: &str) {
+        if let Some(c) = self.cluster.get() {
+            c.broadcast(crate::cluster::BusMessage::InvalidateGroup {
+                group_id: group_id.to_owned(),
+            });
+        }
+        self.invalidate_local(group_id);
+    }
+
+    /// Forgets `group_id` on this node only.
+    pub fn invalidate_local(&self, group_id: &str) {
         let mut cache = self.cache.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         cache.remove(group_id);

@@ -72,6 +72,8 @@ pub struct Hub {
     hasher: RandomState,
     next_id: AtomicU64,
     node_id: String,
+    /// The link to other nodes, when there are any.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Default for Hub {
@@ -103,6 +105,7 @@ impl Hub {
             hasher: RandomState::new(),
             next_id: AtomicU64::new(1),
             node_id: node_id.into(),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -161,9 +164,24 @@ impl Hub {
         }
     }
 
-    /// Closes the sessions of `user` that authenticated with token `jti`
-    /// (after KICK_OUT "logged out"); returns how many.
+    /// Closes the sessions of `user` that authenticated with token `jti`,
+    /// here and on the other nodes; returns how many were local.
     pub fn close_token(&self, user: &UserId, jti: &str) -> usize {
+        if let Some(c) = self.cluster.get() {
+            c.to_user(
+                user,
+                crate::cluster::BusMessage::CloseToken {
+                    user: user.as_str().to_owned(),
+                    jti: jti.to_owned(),
+                },
+            );
+        }
+        self.close_token_local(user, jti)
+    }
+
+    /// Closes this node's sessions of `user` that authenticated with token
+    /// `jti` (after KICK_OUT "logged out"); returns how many.
+    pub fn close_token_local(&self, user: &UserId, jti: &str) -> usize {
         let mut map = self.shard(user).write();
         let Some(list) = map.get_mut(user) else {
             return 0;
@@ -189,9 +207,90 @@ impl Hub {
         closed
     }
 
-    /// Pushes `event` to every session of `user` except `except`.
-    /// Returns how many sessions it was queued for.
+    /// Connects this hub to the other nodes (once).
+    pub(crate) fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        if self.cluster.set(cluster).is_err() {
+            tracing::warn!("cluster link set twice; keeping the first");
+        }
+    }
+
+    /// The link to other nodes, if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Every local session: (user, session key, platform).
+    pub fn local_sessions(&self) -> Vec<(UserId, String, String)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            for (user, list) in shard.read().iter() {
+                for s in list {
+                    out.push((user.clone(), self.session_key(s.id), s.platform.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Pushes `event` to every session of `user` except the local session
+    /// `except`: local ones at once, the ones on other nodes through the
+    /// cluster queue. Returns how many local sessions it was queued for.
     pub fn deliver(&self, user: &UserId, event: &Arc<Event>, except: Option<SessionId>) -> usize {
+        if let Some(c) = self.cluster.get() {
+            c.forward(user, event);
+        }
+        self.deliver_local(user, event, except)
+    }
+
+    /// Kicks the local sessions of `user` that a login as session `keep` on
+    /// `platform` displaces under `policy` (a login on another node).
+    pub fn kick_local(
+        &self,
+        user: &UserId,
+        platform: &str,
+        policy: KickPolicy,
+        keep: &str,
+    ) -> usize {
+        let mut map = self.shard(user).write();
+        let Some(list) = map.get_mut(user) else {
+            return 0;
+        };
+        let event = Arc::new(Event::KickOut {
+            reason: 1,
+            message: "logged in on another device".into(),
+        });
+        let mut kicked = 0;
+        let node = self.node_id.as_str();
+        list.retain(|s| {
+            let key = format!("{node}:{}", s.id.0);
+            let displace = key != keep
+                && match policy {
+                    KickPolicy::Multi => false,
+                    KickPolicy::Single => true,
+                    KickPolicy::PerPlatform => s.platform.eq_ignore_ascii_case(platform),
+                };
+            if displace {
+                if !s.push(&event) {
+                    s.close.cancel();
+                }
+                kicked += 1;
+            }
+            !displace
+        });
+        if list.is_empty() {
+            map.remove(user);
+        }
+        kicked
+    }
+
+    /// Pushes `event` to this node's sessions of `user` except `except`.
+    /// Returns how many sessions it was queued for.
+    pub fn deliver_local(
+        &self,
+        user: &UserId,
+        event: &Arc<Event>,
+        except: Option<SessionId>,
+    ) -> usize {
         let map = self.shard(user).read();
         map.get(user).map_or(0, |list| {
             list.iter()

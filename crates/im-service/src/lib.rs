@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod auth;
 mod blocks;
+pub mod cluster;
 pub mod config;
 pub mod conversations;
 mod directory;
@@ -29,6 +30,7 @@ pub mod writer;
 
 pub use accounts::{AccountConfig, AccountService, Session};
 pub use auth::{AuthError, Claims, Identity, JwtAuth};
+pub use cluster::{Cluster, ClusterConfig, ClusterStats};
 pub use config::{KickPolicy, ServiceConfig, WriterConfig};
 pub use conversations::ConversationService;
 pub use error::ServiceError;

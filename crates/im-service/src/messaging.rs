@@ -18,6 +18,7 @@ use im_core::ports::{
 use im_core::{ConversationId, ErrorCode, StoreError, UserId, ids::validate_id};
 
 use crate::blocks::BlockCache;
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::ServiceConfig;
 use crate::conversations::{ConversationService, access};
 use crate::directory::GroupDirectory;
@@ -28,6 +29,7 @@ use crate::presence::PresenceService;
 use crate::social::SocialService;
 use crate::unconfigured::Unconfigured;
 use crate::writer::{MessageWriter, Pending, WriteError};
+use im_core::cluster::{Bus, RouteTable};
 
 /// Rough per-message overhead of a MessageInfo on the wire, for size capping.
 const MESSAGE_OVERHEAD: usize = 256;
@@ -203,6 +205,33 @@ impl MessagingService {
             blocks,
             social,
         }
+    }
+
+    /// Connects this node to the others: pushes, kicks, presence changes and
+    /// cache invalidations then reach sessions and caches on every node.
+    /// Starts the cluster tasks (they stop with `shutdown`). Call once.
+    pub fn enable_cluster(
+        &self,
+        routes: Arc<dyn RouteTable>,
+        bus: Arc<dyn Bus>,
+        cfg: &ClusterConfig,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Arc<Cluster> {
+        let c = crate::cluster::start(
+            routes,
+            bus,
+            Arc::clone(&self.hub),
+            Arc::clone(&self.presence),
+            Arc::clone(&self.directory),
+            Arc::clone(&self.blocks),
+            cfg,
+            shutdown,
+        );
+        self.hub.set_cluster(Arc::clone(&c));
+        self.presence.set_cluster(Arc::clone(&c));
+        self.directory.set_cluster(Arc::clone(&c));
+        self.blocks.set_cluster(Arc::clone(&c));
+        c
     }
 
     pub fn hub(&self) -> &Arc<Hub> {

@@ -6,8 +6,8 @@
 //! kicked session going down never takes its user offline while the newer
 //! session is up. An online or offline transition is pushed as
 //! STATUS_CHANGE_PUSH to the sessions of this node that watch the user.
-//! Single node: transitions on other nodes reach watchers here only once
-//! the cross-node bus exists (future work).
+//! Several nodes: the store is shared (Redis) and each transition is also
+//! broadcast on the bus, so watchers on every node hear it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -33,6 +33,8 @@ pub struct PresenceService {
     clock: Arc<dyn Clock>,
     max_subscriptions: usize,
     subs: Mutex<Subscriptions>,
+    /// Transitions are broadcast to the other nodes' watchers through it.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl std::fmt::Debug for PresenceService {
@@ -54,6 +56,7 @@ impl PresenceService {
             clock,
             max_subscriptions,
             subs: Mutex::new(Subscriptions::default()),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -70,6 +73,22 @@ impl PresenceService {
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, user = %user, "presence: session up not recorded"),
         }
+    }
+
+    pub(crate) fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// A transition: this node's watchers now, the other nodes' through the bus.
+    async fn announce(&self, user: &UserId, online: bool, now: i64) {
+        if let Some(c) = self.cluster.get() {
+            c.broadcast(crate::cluster::BusMessage::Presence {
+                user: user.as_str().to_owned(),
+                online,
+                at: now,
+            });
+        }
+        self.announce_local(user, online, now).await;
     }
 
     /// Session `key` of `user` is gone; on an offline transition the user's
@@ -165,7 +184,8 @@ impl PresenceService {
             .map_or(0, HashSet::len)
     }
 
-    async fn announce(&self, user: &UserId, online: bool, now: i64) {
+    /// Tells this node's watchers of `user` about a transition.
+    pub(crate) async fn announce_local(&self, user: &UserId, online: bool, now: i64) {
         let targets: Vec<SessionHandle> = self
             .subs
             .lock()

@@ -211,7 +211,14 @@ impl SessionCtx {
         let id = self.identity.take()?;
         let hub = services.messaging.hub();
         hub.unregister(&id.user, self.id);
-        Some((id.user, hub.session_key(self.id)))
+        let key = hub.session_key(self.id);
+        if let Some(c) = hub.cluster() {
+            let (c, user, key) = (Arc::clone(c), id.user.clone(), key.clone());
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { c.session_down(&user, &key).await });
+            }
+        }
+        Some((id.user, key))
     }
 
     fn handle(&self, user: &im_core::UserId) -> SessionHandle {
@@ -416,7 +423,12 @@ impl SessionCtx {
         // then never looks like the user's last session going away.
         presence.session_up(&identity.user, &key, &platform).await;
         let handle = self.handle(&identity.user);
-        let kicked = hub.register(handle, services.messaging.config().kick_policy);
+        let policy = services.messaging.config().kick_policy;
+        let kicked = hub.register(handle, policy);
+        if let Some(c) = hub.cluster() {
+            c.session_up(&identity.user, &key, &platform).await;
+            c.kick_elsewhere(&identity.user, &platform, policy, &key);
+        }
         if !kicked.is_empty() {
             let event = Arc::new(Event::KickOut {
                 reason: 1,

@@ -1037,13 +1037,30 @@ impl Clock for ManualClock {
     }
 }
 
-/// Ids `m1`, `m2`, … in order.
+/// Ids `m1`, `m2`, … in order (`<prefix>-m1`, … with a prefix, so several
+/// nodes sharing one store never collide).
 #[derive(Debug, Default)]
-pub struct SeqIds(AtomicU64);
+pub struct SeqIds {
+    next: AtomicU64,
+    prefix: String,
+}
+
+impl SeqIds {
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            next: AtomicU64::new(0),
+            prefix: format!("{prefix}-"),
+        }
+    }
+}
 
 impl IdGen for SeqIds {
     fn server_msg_id(&self) -> String {
-        format!("m{}", self.0.fetch_add(1, Ordering::SeqCst) + 1)
+        format!(
+            "{}m{}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::SeqCst) + 1
+        )
     }
 }
 
@@ -1235,5 +1252,148 @@ mod tests {
         assert_eq!(list[0].read_seq, 2);
         assert_eq!(list[0].unread_count, 0);
         assert!(list[0].last_message.as_ref().unwrap().revoked.is_some());
+    }
+}
+
+/// An in-process "Redis" for service tests of several nodes: a shared
+/// route table and a bus that calls the addressed nodes' handlers
+/// directly. `set_down(true)` makes every call fail, like Redis away.
+pub mod cluster {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use async_trait::async_trait;
+    use im_core::StoreError;
+    use im_core::cluster::{Bus, BusHandler, Route, RouteTable};
+    use im_core::ports::StoreResult;
+    use parking_lot::Mutex;
+
+    /// Session key -> (node, platform).
+    type Sessions = HashMap<String, (String, String)>;
+
+    /// What the nodes share.
+    #[derive(Default)]
+    pub struct Shared {
+        /// user -> their sessions.
+        routes: Mutex<HashMap<String, Sessions>>,
+        handlers: Mutex<HashMap<String, Arc<dyn BusHandler>>>,
+        down: AtomicBool,
+    }
+
+    impl Shared {
+        pub fn new() -> Arc<Self> {
+            Arc::new(Self::default())
+        }
+
+        /// Every call fails while `down`.
+        pub fn set_down(&self, down: bool) {
+            self.down.store(down, Ordering::SeqCst);
+        }
+
+        fn check(&self) -> StoreResult<()> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("memory cluster is down".into()));
+            }
+            Ok(())
+        }
+
+        /// The adapters of node `node_id`.
+        pub fn node(self: &Arc<Self>, node_id: &str) -> Arc<MemoryNode> {
+            Arc::new(MemoryNode {
+                shared: Arc::clone(self),
+                node_id: node_id.to_owned(),
+            })
+        }
+    }
+
+    /// One node's view: implements both `RouteTable` and `Bus`.
+    pub struct MemoryNode {
+        shared: Arc<Shared>,
+        node_id: String,
+    }
+
+    #[async_trait]
+    impl RouteTable for MemoryNode {
+        async fn add(&self, user: &str, session_key: &str, platform: &str) -> StoreResult<()> {
+            self.shared.check()?;
+            self.shared
+                .routes
+                .lock()
+                .entry(user.to_owned())
+                .or_default()
+                .insert(
+                    session_key.to_owned(),
+                    (self.node_id.clone(), platform.to_owned()),
+                );
+            Ok(())
+        }
+
+        async fn remove(&self, user: &str, session_key: &str) -> StoreResult<()> {
+            self.shared.check()?;
+            if let Some(m) = self.shared.routes.lock().get_mut(user) {
+                m.remove(session_key);
+            }
+            Ok(())
+        }
+
+        async fn routes(&self, users: &[String]) -> StoreResult<Vec<Vec<Route>>> {
+            self.shared.check()?;
+            let routes = self.shared.routes.lock();
+            Ok(users
+                .iter()
+                .map(|u| {
+                    routes
+                        .get(u)
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, (n, p))| Route {
+                                    node_id: n.clone(),
+                                    session_key: k.clone(),
+                                    platform: p.clone(),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                })
+                .collect())
+        }
+
+        async fn refresh(&self) -> StoreResult<()> {
+            self.shared.check()
+        }
+
+        fn node_id(&self) -> &str {
+            &self.node_id
+        }
+    }
+
+    #[async_trait]
+    impl Bus for MemoryNode {
+        async fn publish(&self, node_id: &str, payload: &[u8]) -> StoreResult<()> {
+            self.shared.check()?;
+            let h = self.shared.handlers.lock().get(node_id).cloned();
+            if let Some(h) = h {
+                h.on_message(payload);
+            }
+            Ok(())
+        }
+
+        async fn broadcast(&self, payload: &[u8]) -> StoreResult<()> {
+            self.shared.check()?;
+            let all: Vec<Arc<dyn BusHandler>> =
+                self.shared.handlers.lock().values().cloned().collect();
+            for h in all {
+                h.on_message(payload);
+            }
+            Ok(())
+        }
+
+        fn start(&self, handler: Arc<dyn BusHandler>) {
+            self.shared
+                .handlers
+                .lock()
+                .insert(self.node_id.clone(), handler);
+        }
     }
 }

@@ -7,6 +7,7 @@
 )]
 
 mod accounts;
+mod cluster;
 mod groups;
 mod lifecycle;
 mod messaging;
