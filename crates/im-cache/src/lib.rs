@@ -1,7 +1,17 @@
-//! Cache-side adapters (Redis and in-memory) for presence, routes, the cross-node bus and
-//! rate limits. The single-node build keeps sessions in `im-service`'s hub and presence in
-//! [`MemoryPresence`]; the Redis adapters arrive with the multi-node issue.
+//! Cache-side adapters (Redis and in-memory) for presence, routes, the cross-node bus,
+//! token revocations and rate limits.
+//!
+//! One node needs no Redis: sessions live in `im-service`'s hub, presence in
+//! [`MemoryPresence`] and rate limits in [`MemoryRateLimiter`]. Several nodes share
+//! them through [`RedisCache`], which hands out the Redis adapters of one node.
 
 mod presence;
+mod rate_limit;
+mod redis_cache;
 
 pub use presence::MemoryPresence;
+pub use rate_limit::MemoryRateLimiter;
+pub use redis_cache::{
+    RedisBus, RedisCache, RedisHealth, RedisOptions, RedisPresence, RedisRateLimiter,
+    RedisRevocations, RedisRouteTable, redact_url,
+};
