@@ -8,15 +8,15 @@ use std::time::Duration;
 use anyhow::Context;
 use im_core::Generation;
 use im_core::ports::{
-    ConversationStore, GroupStore, HealthCheck, MessageStore, SystemClock, UserStore,
+    ConversationStore, GroupStore, HealthCheck, MessageStore, PresenceStore, SystemClock, UserStore,
 };
 use im_repository::{
     AnyStore, DbOptions, LocalFileStore, ServerDbOptions, SqliteOptions, run_migrations,
 };
 use im_service::idgen::RandomIdGen;
 use im_service::{
-    AccountConfig, FileService, Hub, JwtAuth, MessageWriter, MessagingService, Ports,
-    ServiceConfig, Services,
+    AccountConfig, ClusterConfig, FileService, Hub, JwtAuth, MessageWriter, MessagingService,
+    Ports, ServiceConfig, Services,
 };
 use im_transport::{Transport, TransportConfig};
 use secrecy::ExposeSecret;
@@ -196,6 +196,16 @@ impl App {
             tracing::warn!("files.anonymous_upload is on: anyone can upload files.");
         }
         let store = Arc::new(store);
+        let node_id = node_id(&config);
+        let redis = if config.redis.enabled {
+            Some(connect_redis(&config, &node_id).await?)
+        } else {
+            None
+        };
+        let presence: Arc<dyn PresenceStore> = match &redis {
+            Some(r) => Arc::new(r.presence()),
+            None => Arc::new(im_cache::MemoryPresence::new()),
+        };
         let messages: Arc<dyn MessageStore> = store.clone();
         let users: Arc<dyn UserStore> = store.clone();
         let health: Arc<dyn HealthCheck> = store.clone();
@@ -209,15 +219,30 @@ impl App {
                 users: Arc::clone(&users),
                 groups,
                 conversations,
-                presence: Arc::new(im_cache::MemoryPresence::new()),
+                presence,
                 friends: store.clone(),
                 clock: Arc::new(SystemClock),
                 ids: Arc::new(RandomIdGen),
             },
             writer,
-            Arc::new(Hub::new()),
+            Arc::new(Hub::with_node_id(node_id.as_str())),
             svc_cfg,
         );
+        let shutdown = CancellationToken::new();
+        let mut health = vec![health];
+        if let Some(r) = &redis {
+            messaging.enable_cluster(
+                Arc::new(r.routes()),
+                Arc::new(r.bus()),
+                &ClusterConfig {
+                    refresh_interval: config.cluster.refresh_interval,
+                    ..ClusterConfig::default()
+                },
+                shutdown.clone(),
+            );
+            health.push(Arc::new(r.health()));
+            tracing::info!(node = %node_id, "cluster mode: routes, presence and bus in Redis");
+        }
         let services = Arc::new(Services::new(
             jwt(&config),
             messaging,
@@ -226,12 +251,11 @@ impl App {
             account_config(&config),
             files,
         ));
-        let shutdown = CancellationToken::new();
         let svc = Arc::clone(&services);
         let transport = Transport::new(
             services,
             transport_config(&config),
-            vec![health],
+            health,
             shutdown.clone(),
         );
         let bind = |addr: SocketAddr| async move {
@@ -300,6 +324,30 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// This node's id: `cluster.node_id`, or random per start.
+fn node_id(c: &Config) -> String {
+    c.cluster
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("n{}", hex::encode(rand::random::<[u8; 6]>())))
+}
+
+/// Connects to the configured Redis for node `node_id`.
+async fn connect_redis(c: &Config, node_id: &str) -> anyhow::Result<im_cache::RedisCache> {
+    let url = c.redis.url();
+    let mut opts = im_cache::RedisOptions::new(url.expose_secret(), node_id);
+    opts.pool_size = usize::try_from(c.redis.pool_size).unwrap_or(32);
+    opts.connect_timeout = c.redis.connect_timeout;
+    opts.key_prefix.clone_from(&c.redis.key_prefix);
+    opts.route_ttl = c.cluster.route_ttl;
+    im_cache::RedisCache::connect(opts).await.with_context(|| {
+        format!(
+            "connecting to Redis at {}",
+            im_cache::redact_url(url.expose_secret())
+        )
+    })
 }
 
 /// The account service settings of `c`.

@@ -381,16 +381,16 @@ async fn sqlite_survives_kill_9() {
 
 /// A fresh PostgreSQL database for one test, created and dropped with `psql`
 /// against the server named by `IM_TEST_POSTGRES_URL`.
-struct PgDatabase {
+pub(crate) struct PgDatabase {
     admin_url: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl PgDatabase {
     /// None (test skipped, reason printed) when no server is configured; a
     /// panic when CI requires the backends and the server is unusable.
-    fn create() -> Option<Self> {
+    pub(crate) fn create() -> Option<Self> {
         let required = std::env::var("IM_TEST_REQUIRE_BACKENDS").is_ok_and(|v| v == "1");
         let Ok(admin_url) = std::env::var("IM_TEST_POSTGRES_URL") else {
             assert!(
