@@ -5,8 +5,8 @@
 //! evicted by capacity. An invalidation bumps an epoch, so a load that raced
 //! with a change is used once but not cached.
 //!
-//! Several nodes: a block made on another node is seen here when the TTL
-//! expires (the cross-node bus is issue 6).
+//! Several nodes: a change is broadcast on the bus; a node that missed it
+//! sees it when the TTL expires.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -7,8 +7,8 @@
 //! TTL passes, or until it is evicted by capacity. An invalidation bumps an
 //! epoch, so a load that raced with a change is returned but not cached.
 //!
-//! Single node: a change made on another node reaches this cache only when
-//! the TTL expires. Cross-node invalidation (over the bus) is future work.
+//! Several nodes: invalidations are broadcast on the bus; a node that missed
+//! one (Redis away) sees the change when the TTL expires.
 
 use std::collections::HashMap;
 use std::sync::Arc;
