@@ -7,15 +7,12 @@ use std::time::Duration;
 use im_cache::MemoryPresence;
 use im_core::ErrorCode;
 use im_core::command::{Event, Request};
-use im_service::{
-    AccountConfig, ClusterConfig, Hub, JwtAuth, MessageWriter, MessagingService, Outbound, Ports,
-    ServiceConfig, Services,
-};
+use im_service::{ClusterConfig, Hub, Outbound, ServiceConfig};
 use im_testkit::cluster::Shared;
-use im_testkit::{ManualClock, MemoryStore, SeqIds};
+use im_testkit::{MemoryStore, SeqIds};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Conn, Env, SECRET, code_of, send};
+use crate::{Conn, Env, code_of, env_on, send};
 
 struct Nodes {
     a: Env,
@@ -35,22 +32,15 @@ fn node(
         allow_demo_tokens: true,
         ..ServiceConfig::default()
     };
-    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-    let (writer, writer_tasks) = MessageWriter::spawn(store.clone(), &cfg.writer);
-    let ports = Ports {
-        messages: store.clone(),
-        users: store.clone(),
-        groups: store.clone(),
-        conversations: store.clone(),
-        presence: presence.clone(),
-        friends: store.clone(),
-        clock: clock.clone(),
-        ids: Arc::new(SeqIds::with_prefix(id)),
-    };
-    let messaging =
-        MessagingService::from_ports(ports, writer, Arc::new(Hub::with_node_id(id)), cfg.clone());
+    let env = env_on(
+        store.clone(),
+        presence.clone(),
+        Hub::with_node_id(id),
+        SeqIds::with_prefix(id),
+        cfg,
+    );
     let link = shared.node(id);
-    messaging.enable_cluster(
+    env.services.messaging.enable_cluster(
         link.clone(),
         link,
         &ClusterConfig {
@@ -59,21 +49,7 @@ fn node(
         },
         stop.clone(),
     );
-    let services = Arc::new(Services::new(
-        JwtAuth::new(SECRET, true),
-        messaging,
-        store.clone(),
-        store.clone(),
-        AccountConfig::default(),
-        im_service::FileService::unconfigured(),
-    ));
-    Env {
-        store: store.clone(),
-        presence: presence.clone(),
-        services,
-        clock,
-        _writer_tasks: writer_tasks,
-    }
+    env
 }
 
 fn nodes() -> Nodes {

@@ -41,8 +41,24 @@ pub struct Env {
 }
 
 pub fn env_with(cfg: ServiceConfig) -> Env {
-    let store = Arc::new(MemoryStore::new());
-    let presence = Arc::new(MemoryPresence::new());
+    env_on(
+        Arc::new(MemoryStore::new()),
+        Arc::new(MemoryPresence::new()),
+        Hub::new(),
+        SeqIds::default(),
+        cfg,
+    )
+}
+
+/// Services over a given store and presence store (several nodes share
+/// them), with `hub` and server ids from `ids`.
+pub fn env_on(
+    store: Arc<MemoryStore>,
+    presence: Arc<MemoryPresence>,
+    hub: Hub,
+    ids: SeqIds,
+    cfg: ServiceConfig,
+) -> Env {
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let (writer, writer_tasks) = MessageWriter::spawn(store.clone(), &cfg.writer);
     let ports = Ports {
@@ -53,9 +69,9 @@ pub fn env_with(cfg: ServiceConfig) -> Env {
         presence: presence.clone(),
         friends: store.clone(),
         clock: clock.clone(),
-        ids: Arc::new(SeqIds::default()),
+        ids: Arc::new(ids),
     };
-    let messaging = MessagingService::from_ports(ports, writer, Arc::new(Hub::new()), cfg.clone());
+    let messaging = MessagingService::from_ports(ports, writer, Arc::new(hub), cfg.clone());
     let services = Arc::new(Services::new(
         JwtAuth::new(SECRET, cfg.allow_demo_tokens),
         messaging,
