@@ -26,8 +26,11 @@ pub struct SessionId(pub u64);
 /// What the service hands to a connection's writer.
 #[derive(Debug, Clone)]
 pub enum Outbound {
-    /// A reply to the request that arrived with `seq`.
-    Reply { seq: u32, reply: Reply },
+    /// A reply to the request that arrived with `seq`. Boxed: the queue's
+    /// slots are sized for the largest variant, and every connection's
+    /// queue allocates a block of slots up front (idle memory per
+    /// connection).
+    Reply { seq: u32, reply: Box<Reply> },
     /// A push. After `Event::KickOut` the connection closes.
     Event(Arc<Event>),
 }

@@ -87,7 +87,7 @@ impl Session {
                     let _ = tx
                         .send(Outbound::Reply {
                             seq: sequence,
-                            reply,
+                            reply: Box::new(reply),
                         })
                         .await;
                     drop(permit);
@@ -139,7 +139,14 @@ impl Session {
     }
 
     async fn reply(&self, seq: u32, reply: Reply) -> Flow {
-        match self.tx.send(Outbound::Reply { seq, reply }).await {
+        match self
+            .tx
+            .send(Outbound::Reply {
+                seq,
+                reply: Box::new(reply),
+            })
+            .await
+        {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Close,
         }
@@ -161,7 +168,7 @@ pub(crate) fn encode_outbound(
 ) -> (i32, u32, bool) {
     match out {
         Outbound::Reply { seq, reply } => (
-            im_protocol::encode_reply(generation, reply, viewer, body),
+            im_protocol::encode_reply(generation, reply.as_ref(), viewer, body),
             *seq,
             false,
         ),
