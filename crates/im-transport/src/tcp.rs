@@ -7,7 +7,7 @@ use im_core::Generation;
 use im_protocol::tcp::{decode_packet, encode_packet};
 use im_service::Outbound;
 use im_service::session::{TransportKind, ViewerCell};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -58,7 +58,8 @@ async fn run(transport: Arc<Transport>, stream: TcpStream, permit: OwnedSemaphor
     ));
     let cfg = &transport.cfg;
     let auth_deadline = Instant::now() + cfg.auth_timeout;
-    let mut buf = BytesMut::with_capacity(1024);
+    // Empty until bytes arrive: an idle connection holds no read buffer.
+    let mut buf = BytesMut::new();
     'conn: loop {
         loop {
             match decode_packet(&mut buf, cfg.max_frame_bytes) {
@@ -83,9 +84,13 @@ async fn run(transport: Arc<Transport>, stream: TcpStream, permit: OwnedSemaphor
         } else {
             auth_deadline
         };
+        if buf.is_empty() {
+            // Nothing pending: hold no buffer while waiting.
+            buf = BytesMut::new();
+        }
         tokio::select! {
             () = session.close.cancelled() => break,
-            r = tokio::time::timeout_at(deadline, rd.read_buf(&mut buf)) => match r {
+            r = tokio::time::timeout_at(deadline, read_some(&mut rd, &mut buf)) => match r {
                 Ok(Ok(0)) | Ok(Err(_)) => break,
                 Ok(Ok(_)) => {}
                 Err(_) => {
@@ -99,14 +104,36 @@ async fn run(transport: Arc<Transport>, stream: TcpStream, permit: OwnedSemaphor
     drop(permit);
 }
 
+/// Bytes reserved for one read.
+const READ_CHUNK: usize = 4096;
+
+/// Waits until the socket is readable, then reads what is there into
+/// `buf` (reserving only then, so idle connections hold no buffer).
+/// Returns 0 at end of stream.
+async fn read_some(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    loop {
+        rd.readable().await?;
+        buf.reserve(READ_CHUNK);
+        match rd.try_read_buf(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 async fn writer(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Outbound>,
     viewer: ViewerCell,
     close: CancellationToken,
 ) {
-    let mut out = BytesMut::with_capacity(512);
-    let mut body = BytesMut::with_capacity(256);
+    // Grown on first use: a connection that is never written to holds none.
+    let mut out = BytesMut::new();
+    let mut body = BytesMut::new();
     'w: loop {
         let first = tokio::select! {
             biased;
@@ -136,8 +163,10 @@ async fn writer(
             break 'w;
         }
         out.clear();
-        if out.capacity() > 64 * 1024 {
-            out = BytesMut::with_capacity(512);
+        if rx.is_empty() {
+            // Idle again: hold no buffers while waiting.
+            out = BytesMut::new();
+            body = BytesMut::new();
         }
         if close_after {
             break 'w;
