@@ -577,7 +577,7 @@ fn print_table(reports: &[Value], quick: bool) {
         println!(
             "\nW2 1:1 messaging ({} pairs, TCP v2, {})",
             at(r, &["result", "pairs"]),
-            at(r, &["label"])
+            at(r, &["label"]).as_str().unwrap_or("?")
         );
         println!(
             "{:>9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -596,7 +596,7 @@ fn print_table(reports: &[Value], quick: bool) {
                 num(&s, &["target_msgs_per_s"]),
                 num(&s, &["acked_per_s"]),
                 num(&s, &["delivered_per_s"]),
-                at(&s, &["skipped"]),
+                at(&s, &["skipped"]).as_u64().unwrap_or(0),
                 num(&s, &["ack_us", "p99"]) / 1e3,
                 num(&s, &["e2e_us", "p50"]) / 1e3,
                 num(&s, &["e2e_us", "p99"]) / 1e3,
@@ -615,7 +615,7 @@ fn print_table(reports: &[Value], quick: bool) {
             "\nW3 group fan-out ({} groups x {} members, WebSocket, {})",
             at(r, &["result", "groups"]),
             at(r, &["result", "members"]),
-            at(r, &["label"])
+            at(r, &["label"]).as_str().unwrap_or("?")
         );
         println!(
             "{:>9} {:>10} {:>10} {:>11} {:>9} {:>9} {:>11} {:>9} {:>8} {:>8}",
@@ -675,10 +675,10 @@ fn print_table(reports: &[Value], quick: bool) {
             let rate = num(&s, &["acked_per_s"]);
             let p99 = num(&s, &["ack_us", "p99"]) / 1e3;
             println!(
-                "acked/s {rate:.0}  ack p50 {:.1} ms  p99 {p99:.1} ms  p999 {:.1} ms  errors {}  server CPU-s {:.1}",
+                "acked/s {rate:.0}  ack p50 {:.1} ms  p99 {p99:.1} ms  p999 {:.1} ms  errors {}  im-server CPU-s {:.1} (database process not counted)",
                 num(&s, &["ack_us", "p50"]) / 1e3,
                 num(&s, &["ack_us", "p999"]) / 1e3,
-                at(&s, &["acked_err"]),
+                at(&s, &["acked_err"]).as_u64().unwrap_or(0),
                 num(&s, &["server_cpu_s"]),
             );
             println!(

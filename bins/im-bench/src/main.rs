@@ -248,8 +248,8 @@ fn print_summary(r: &Value) {
         for s in steps {
             println!(
                 "{:>8} {:>8} {:>12.1} {:>12.0}",
-                at(s, &["asked"]),
-                at(s, &["open"]),
+                at(s, &["asked"]).as_u64().unwrap_or(0),
+                at(s, &["open"]).as_u64().unwrap_or(0),
                 f(at(s, &["server_rss_bytes"])) / 1048576.0,
                 f(at(s, &["bytes_per_conn"]))
             );
@@ -278,7 +278,7 @@ fn print_summary(r: &Value) {
                     .map_or("max".to_owned(), |v| format!("{v:.0}")),
                 f(at(s, &["sent_per_s"])),
                 f(at(s, &["acked_per_s"])),
-                at(s, &["skipped"]),
+                at(s, &["skipped"]).as_u64().unwrap_or(0),
                 f(at(s, &["delivered_per_s"])),
                 f(at(s, &["server_cpu_s"])),
                 f(at(s, &["deliveries_per_server_cpu_s"])),
