@@ -251,11 +251,6 @@ async fn drive(
         let sent = st.sent.load(Relaxed);
         let acked = st.acked_ok.load(Relaxed);
         let delivered = st.delivered.load(Relaxed);
-        let basis = if ctx.cli.target == Target::Nats {
-            sent
-        } else {
-            acked
-        };
         rows.push(json!({
             "step": i,
             "target_msgs_per_s": if *rate > 0.0 { Value::from(rate * senders as f64) } else { Value::Null },
@@ -265,7 +260,8 @@ async fn drive(
             "acked_ok": acked,
             "acked_err": st.acked_err.load(Relaxed),
             "delivered": delivered,
-            "expected_deliveries": basis * fanout,
+            // Every send due in the step, acknowledged or not.
+            "expected_deliveries": sent * fanout,
             "sent_per_s": sent as f64 / secs,
             "acked_per_s": acked as f64 / secs,
             "delivered_per_s": delivered as f64 / secs,
