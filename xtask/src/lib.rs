@@ -2,9 +2,12 @@
 //!
 //! * `tidy`: the dependency direction of `docs/architecture.md` and manifest
 //!   hygiene; also run by `cargo test --workspace` (`xtask/tests/tidy.rs`).
+//! * `bench`: release build, im-bench scenarios against a fresh im-server
+//!   (and nats-server with `--vs nats`), one summary table.
 
 use std::path::{Path, PathBuf};
 
+pub mod bench;
 pub mod tidy;
 
 /// The workspace root (the parent of this crate's directory).

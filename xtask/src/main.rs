@@ -10,6 +10,8 @@ usage: cargo xtask <command>
 commands:
   tidy    check the dependency direction between crates (docs/architecture.md)
           and that every crate inherits the workspace lints and dependencies
+  bench   build release, run the im-bench scenarios against a fresh server
+          (and nats-server with --vs nats), print the table; `bench --help`
   help    print this message";
 
 fn main() -> ExitCode {
@@ -17,6 +19,17 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["tidy"] => tidy(),
+        ["bench", "help" | "-h" | "--help"] => {
+            println!("{}", xtask::bench::USAGE);
+            ExitCode::SUCCESS
+        }
+        ["bench", rest @ ..] => match xtask::bench::main(&xtask::workspace_root(), rest) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
