@@ -64,9 +64,9 @@ async fn run(transport: Arc<Transport>, stream: TcpStream, permit: OwnedSemaphor
         loop {
             match decode_packet(&mut buf, cfg.max_frame_bytes) {
                 Ok(Some(p)) => {
-                    if session
-                        .handle(i32::from(p.command), p.sequence, &p.body)
-                        .await
+                    // Boxed: the dispatch future is large, and inlined it
+                    // would be part of every idle connection's task.
+                    if Box::pin(session.handle(i32::from(p.command), p.sequence, &p.body)).await
                         == Flow::Close
                     {
                         break 'conn;

@@ -223,7 +223,8 @@ async fn run(
             // The SDK parses text frames as protobuf too; be as lenient.
             OpCode::Binary | OpCode::Text => {
                 let flow = match decode_envelope(&frame.payload) {
-                    Ok(env) => session.handle(env.command, env.sequence, &env.body).await,
+                    // Boxed: keeps the large dispatch future out of the idle task.
+                    Ok(env) => Box::pin(session.handle(env.command, env.sequence, &env.body)).await,
                     Err(e) => session.bad_envelope(&e).await,
                 };
                 if flow == Flow::Close {
