@@ -14,6 +14,17 @@ pub enum KickPolicy {
     Multi,
 }
 
+impl KickPolicy {
+    /// Whether a login on `new_platform` displaces a session on `platform`.
+    pub fn displaces(self, platform: &str, new_platform: &str) -> bool {
+        match self {
+            Self::Multi => false,
+            Self::Single => true,
+            Self::PerPlatform => platform.eq_ignore_ascii_case(new_platform),
+        }
+    }
+}
+
 /// The batching writer's knobs.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {

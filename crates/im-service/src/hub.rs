@@ -49,7 +49,23 @@ pub struct SessionHandle {
     pub token_id: Option<Arc<str>>,
 }
 
+/// KICK_OUT reason 1: the user logged in elsewhere.
+pub(crate) fn kicked_by_login() -> Arc<Event> {
+    Arc::new(Event::KickOut {
+        reason: 1,
+        message: "logged in on another device".into(),
+    })
+}
+
 impl SessionHandle {
+    /// Sends `event` (a KICK_OUT: the transport closes after writing it), or
+    /// closes at once if it cannot be queued.
+    pub fn kick(&self, event: &Arc<Event>) {
+        if !self.push(event) {
+            self.close.cancel();
+        }
+    }
+
     /// Queues `event` without waiting. A full queue closes the session.
     /// Returns whether the event was queued.
     pub fn push(&self, event: &Arc<Event>) -> bool {
@@ -141,12 +157,7 @@ impl Hub {
         let list = map.entry(handle.user.clone()).or_default();
         let mut kicked = Vec::new();
         list.retain(|s| {
-            let displace = s.id != handle.id
-                && match policy {
-                    KickPolicy::Multi => false,
-                    KickPolicy::Single => true,
-                    KickPolicy::PerPlatform => s.platform.eq_ignore_ascii_case(&handle.platform),
-                };
+            let displace = s.id != handle.id && policy.displaces(&s.platform, &handle.platform);
             if displace {
                 kicked.push(s.clone());
             }
@@ -185,29 +196,38 @@ impl Hub {
     /// Closes this node's sessions of `user` that authenticated with token
     /// `jti` (after KICK_OUT "logged out"); returns how many.
     pub fn close_token_local(&self, user: &UserId, jti: &str) -> usize {
-        let mut map = self.shard(user).write();
-        let Some(list) = map.get_mut(user) else {
-            return 0;
-        };
         let event = Arc::new(Event::KickOut {
             reason: 2,
             message: "logged out".into(),
         });
-        let mut closed = 0;
+        self.kick_where(user, &event, |s| s.token_id.as_deref() == Some(jti))
+    }
+
+    /// Removes the sessions of `user` that `pred` selects and kicks them
+    /// with `event`; returns how many.
+    fn kick_where(
+        &self,
+        user: &UserId,
+        event: &Arc<Event>,
+        pred: impl Fn(&SessionHandle) -> bool,
+    ) -> usize {
+        let mut map = self.shard(user).write();
+        let Some(list) = map.get_mut(user) else {
+            return 0;
+        };
+        let mut kicked = 0;
         list.retain(|s| {
-            if s.token_id.as_deref() != Some(jti) {
+            if !pred(s) {
                 return true;
             }
-            if !s.push(&event) {
-                s.close.cancel();
-            }
-            closed += 1;
+            s.kick(event);
+            kicked += 1;
             false
         });
         if list.is_empty() {
             map.remove(user);
         }
-        closed
+        kicked
     }
 
     /// Connects this hub to the other nodes (once).
@@ -254,36 +274,9 @@ impl Hub {
         policy: KickPolicy,
         keep: &str,
     ) -> usize {
-        let mut map = self.shard(user).write();
-        let Some(list) = map.get_mut(user) else {
-            return 0;
-        };
-        let event = Arc::new(Event::KickOut {
-            reason: 1,
-            message: "logged in on another device".into(),
-        });
-        let mut kicked = 0;
-        let node = self.node_id.as_str();
-        list.retain(|s| {
-            let key = format!("{node}:{}", s.id.0);
-            let displace = key != keep
-                && match policy {
-                    KickPolicy::Multi => false,
-                    KickPolicy::Single => true,
-                    KickPolicy::PerPlatform => s.platform.eq_ignore_ascii_case(platform),
-                };
-            if displace {
-                if !s.push(&event) {
-                    s.close.cancel();
-                }
-                kicked += 1;
-            }
-            !displace
-        });
-        if list.is_empty() {
-            map.remove(user);
-        }
-        kicked
+        self.kick_where(user, &kicked_by_login(), |s| {
+            policy.displaces(&s.platform, platform) && self.session_key(s.id) != keep
+        })
     }
 
     /// Pushes `event` to this node's sessions of `user` except `except`.

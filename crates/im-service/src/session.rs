@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
-use im_core::command::{Event, Reply, Request};
+use im_core::command::{Reply, Request};
 use im_core::ports::{TokenRevocationStore, UserStore};
 use im_core::{ErrorCode, Generation};
 use tokio::sync::mpsc;
@@ -430,15 +430,10 @@ impl SessionCtx {
             c.kick_elsewhere(&identity.user, &platform, policy, &key);
         }
         if !kicked.is_empty() {
-            let event = Arc::new(Event::KickOut {
-                reason: 1,
-                message: "logged in on another device".into(),
-            });
+            let event = crate::hub::kicked_by_login();
             for s in kicked {
                 // KICK_OUT is written, then the connection closes (transport rule).
-                if !s.push(&event) {
-                    s.close.cancel();
-                }
+                s.kick(&event);
             }
         }
         tracing::info!(session = self.id.0, user = %identity.user, "authenticated");
