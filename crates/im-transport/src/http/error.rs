@@ -176,13 +176,10 @@ where
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(Self(v)),
-            Err(e) => Err(ApiError::bad_request(format!(
-                "invalid query: {}",
-                e.body_text()
-            ))),
-        }
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|e| query_rejection(&e))
     }
 }
 
@@ -233,10 +230,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let query = req.uri().query().unwrap_or("").to_owned();
-        if !query.is_empty() {
-            return serde_urlencoded_query::<T>(&query).map(Self);
+        if req.uri().query().is_some_and(|q| !q.is_empty()) {
+            return parse_query(req.uri()).map(Self);
         }
+        let uri = req.uri().clone();
         let body = axum::body::to_bytes(req.into_body(), GET_BODY_LIMIT)
             .await
             .map_err(|_| {
@@ -247,7 +244,8 @@ where
                 )
             })?;
         if body.iter().all(u8::is_ascii_whitespace) {
-            return serde_urlencoded_query::<T>("").map(Self);
+            // No parameters at all: the query's "missing field" error.
+            return parse_query(&uri).map(Self);
         }
         serde_json::from_slice(&body)
             .map(Self)
@@ -255,13 +253,15 @@ where
     }
 }
 
-fn serde_urlencoded_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
-    let uri: axum::http::Uri = format!("/?{query}")
-        .parse()
-        .map_err(|_| ApiError::bad_request("malformed query string"))?;
-    axum::extract::Query::<T>::try_from_uri(&uri)
+/// The query of `uri` as `T`, or a JSON 400.
+fn parse_query<T: DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(uri)
         .map(|q| q.0)
-        .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
+        .map_err(|e| query_rejection(&e))
+}
+
+fn query_rejection(e: &axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::bad_request(format!("invalid query: {}", e.body_text()))
 }
 
 /// `Path<T>` whose rejection is a JSON `ApiError` (400).
