@@ -291,18 +291,16 @@ async fn worker(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>, batch: 
 async fn send_batch(cluster: &Cluster, batch: Vec<Outgoing>) {
     let mut broadcast = Vec::new();
     let mut users: Vec<String> = Vec::new();
+    let mut index: std::collections::HashMap<UserId, usize> = std::collections::HashMap::new();
     let mut addressed: Vec<(usize, BusMessage)> = Vec::new();
     for o in batch {
         match o {
             Outgoing::Broadcast(m) => broadcast.push(m),
             Outgoing::ToUser { user, message } => {
-                let i = match users.iter().position(|u| u == user.as_str()) {
-                    Some(i) => i,
-                    None => {
-                        users.push(user.into_string());
-                        users.len() - 1
-                    }
-                };
+                let i = *index.entry(user).or_insert_with_key(|u| {
+                    users.push(u.as_str().to_owned());
+                    users.len() - 1
+                });
                 addressed.push((i, message));
             }
         }
