@@ -13,7 +13,7 @@ use im_core::ports::{
 use im_repository::{
     AnyStore, DbOptions, LocalFileStore, ServerDbOptions, SqliteOptions, run_migrations,
 };
-use im_service::idgen::RandomIdGen;
+use im_service::idgen::TimeOrderedIdGen;
 use im_service::{
     AccountConfig, ClusterConfig, FileService, Hub, JwtAuth, MessageWriter, MessagingService,
     Ports, ServiceConfig, Services,
@@ -222,7 +222,7 @@ impl App {
                 presence,
                 friends: store.clone(),
                 clock: Arc::new(SystemClock),
-                ids: Arc::new(RandomIdGen),
+                ids: Arc::new(TimeOrderedIdGen),
             },
             writer,
             Arc::new(Hub::with_node_id(node_id.as_str())),
