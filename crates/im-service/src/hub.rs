@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use im_core::UserId;
 use im_core::command::{Event, Reply};
 use parking_lot::RwLock;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KickPolicy;
+use crate::queue::{self, TrySendError};
 
 /// Process-unique id of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -41,7 +41,7 @@ pub struct SessionHandle {
     pub id: SessionId,
     pub user: UserId,
     pub platform: String,
-    pub tx: mpsc::Sender<Outbound>,
+    pub tx: queue::Sender<Outbound>,
     /// Cancelled to make the transport close the connection.
     pub close: CancellationToken,
     /// The `jti` of the token the session authenticated with, if any
@@ -71,12 +71,12 @@ impl SessionHandle {
     pub fn push(&self, event: &Arc<Event>) -> bool {
         match self.tx.try_send(Outbound::Event(Arc::clone(event))) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(TrySendError::Full(_)) => {
                 tracing::warn!(session = self.id.0, user = %self.user, "outbound queue full; closing slow consumer");
                 self.close.cancel();
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(TrySendError::Closed(_)) => false,
         }
     }
 }
@@ -322,8 +322,8 @@ mod tests {
         user: &str,
         platform: &str,
         cap: usize,
-    ) -> (SessionHandle, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(cap);
+    ) -> (SessionHandle, queue::Receiver<Outbound>) {
+        let (tx, rx) = queue::channel(cap);
         let h = SessionHandle {
             id: hub.next_session_id(),
             user: UserId::parse(user).unwrap(),
@@ -387,8 +387,8 @@ mod tests {
         hub.register(b.clone(), KickPolicy::Multi);
         let user = UserId::parse("carol").unwrap();
         assert_eq!(hub.deliver(&user, &ev(), Some(b.id)), 1);
-        assert!(ra.try_recv().is_ok());
-        assert!(rb.try_recv().is_err());
+        assert!(ra.try_recv().is_some());
+        assert!(rb.try_recv().is_none());
         // Fill a's queue, then one more: a is cancelled, b still gets it.
         assert_eq!(hub.deliver(&user, &ev(), None), 2);
         assert!(!a.close.is_cancelled());

@@ -21,6 +21,7 @@ pub mod hub;
 pub mod idgen;
 pub mod messaging;
 pub mod presence;
+pub mod queue;
 mod recall;
 pub mod receipts;
 pub mod session;

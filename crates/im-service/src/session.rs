@@ -8,7 +8,6 @@ use futures_util::future::BoxFuture;
 use im_core::command::{Reply, Request};
 use im_core::ports::{TokenRevocationStore, UserStore};
 use im_core::{ErrorCode, Generation};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{AccountConfig, AccountService};
@@ -111,7 +110,7 @@ pub struct SessionCtx {
     pub id: SessionId,
     pub generation: Generation,
     pub transport: TransportKind,
-    tx: mpsc::Sender<Outbound>,
+    tx: crate::queue::Sender<Outbound>,
     close: CancellationToken,
     viewer: ViewerCell,
     identity: Option<Identity>,
@@ -151,7 +150,7 @@ impl SessionCtx {
         id: SessionId,
         generation: Generation,
         transport: TransportKind,
-        tx: mpsc::Sender<Outbound>,
+        tx: crate::queue::Sender<Outbound>,
         close: CancellationToken,
         viewer: ViewerCell,
     ) -> Self {

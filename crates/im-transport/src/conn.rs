@@ -7,9 +7,10 @@ use bytes::BytesMut;
 use im_core::command::{Event, Reply, cmd};
 use im_core::{ErrorCode, Generation};
 use im_protocol::DecodeError;
+use im_service::queue;
 use im_service::session::{TransportKind, ViewerCell, viewer_cell};
 use im_service::{Dispatched, Outbound, SessionCtx};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::Transport;
@@ -25,7 +26,7 @@ pub(crate) enum Flow {
 pub(crate) struct Session {
     pub(crate) transport: Arc<Transport>,
     pub(crate) ctx: SessionCtx,
-    pub(crate) tx: mpsc::Sender<Outbound>,
+    pub(crate) tx: queue::Sender<Outbound>,
     pub(crate) close: CancellationToken,
     pub(crate) viewer: ViewerCell,
     inflight: Arc<Semaphore>,
@@ -37,8 +38,8 @@ impl Session {
         transport: Arc<Transport>,
         generation: Generation,
         kind: TransportKind,
-    ) -> (Self, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(transport.cfg.outbound_queue.max(1));
+    ) -> (Self, queue::Receiver<Outbound>) {
+        let (tx, rx) = queue::channel(transport.cfg.outbound_queue.max(1));
         let close = transport.shutdown.child_token();
         let viewer = viewer_cell();
         let id = transport.services.messaging.hub().next_session_id();

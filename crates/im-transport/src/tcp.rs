@@ -6,11 +6,12 @@ use bytes::BytesMut;
 use im_core::Generation;
 use im_protocol::tcp::{decode_packet, encode_packet};
 use im_service::Outbound;
+use im_service::queue;
 use im_service::session::{TransportKind, ViewerCell};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -127,7 +128,7 @@ async fn read_some(
 
 async fn writer(
     mut wr: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: queue::Receiver<Outbound>,
     viewer: ViewerCell,
     close: CancellationToken,
 ) {
@@ -156,7 +157,7 @@ async fn writer(
                 break;
             }
             if n < MAX_COALESCE && out.len() < MAX_COALESCE_BYTES {
-                next = rx.try_recv().ok();
+                next = rx.try_recv();
             }
         }
         if wr.write_all(&out).await.is_err() {

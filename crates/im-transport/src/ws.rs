@@ -16,10 +16,11 @@ use hyper_util::rt::TokioIo;
 use im_core::Generation;
 use im_protocol::ws::{decode_envelope, encode_envelope};
 use im_service::Outbound;
+use im_service::queue;
 use im_service::session::{TransportKind, ViewerCell};
 use tokio::io::{BufWriter, WriteHalf};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -165,7 +166,7 @@ async fn run(
     let mut rd = FragmentCollectorRead::new(rd);
     let (mut session, out_rx) =
         Session::new(Arc::clone(&transport), generation, TransportKind::WebSocket);
-    let (ctl_tx, ctl_rx) = mpsc::channel::<Control>(8);
+    let (ctl_tx, ctl_rx) = queue::channel::<Control>(8);
     transport.tracker.spawn(writer(
         wr,
         out_rx,
@@ -263,8 +264,8 @@ async fn write_outbound(
 
 async fn writer(
     mut wr: WsWrite,
-    mut rx: mpsc::Receiver<Outbound>,
-    mut ctl: mpsc::Receiver<Control>,
+    mut rx: queue::Receiver<Outbound>,
+    mut ctl: queue::Receiver<Control>,
     viewer: ViewerCell,
     close: CancellationToken,
     generation: Generation,
@@ -305,7 +306,7 @@ async fn writer(
                     }
                     n += 1;
                     if n < MAX_COALESCE && written < MAX_COALESCE_BYTES {
-                        next = rx.try_recv().ok();
+                        next = rx.try_recv();
                     }
                 }
                 if failed || wr.flush().await.is_err() {

@@ -21,13 +21,13 @@ use std::time::Duration;
 use im_cache::MemoryPresence;
 use im_core::command::{Event, Reply, Request, SendRequest};
 use im_core::{ErrorCode, Generation};
+use im_service::queue;
 use im_service::session::TransportKind;
 use im_service::{
     AccountConfig, Dispatched, Hub, JwtAuth, MessageWriter, MessagingService, Outbound, Ports,
     ServiceConfig, Services, SessionCtx,
 };
 use im_testkit::{ManualClock, MemoryStore, SeqIds};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub const SECRET: &[u8] = b"test-secret";
@@ -138,13 +138,13 @@ pub fn env() -> Env {
 
 pub struct Conn {
     pub ctx: SessionCtx,
-    pub rx: mpsc::Receiver<Outbound>,
+    pub rx: queue::Receiver<Outbound>,
     pub close: CancellationToken,
 }
 
 impl Conn {
     pub fn new(env: &Env) -> Self {
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = queue::channel(64);
         let close = CancellationToken::new();
         let id = env.services.messaging.hub().next_session_id();
         let ctx = SessionCtx::new(
@@ -197,7 +197,7 @@ impl Conn {
 
     pub fn events(&mut self) -> Vec<Outbound> {
         let mut v = Vec::new();
-        while let Ok(o) = self.rx.try_recv() {
+        while let Some(o) = self.rx.try_recv() {
             v.push(o);
         }
         v
