@@ -14,4 +14,8 @@ mod fixtures;
 #[cfg(test)]
 mod golden;
 #[cfg(test)]
+mod invariants;
+#[cfg(test)]
+mod props;
+#[cfg(test)]
 mod robustness;

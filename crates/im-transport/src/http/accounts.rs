@@ -22,7 +22,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<Transport>> {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-struct RegisterBody {
+pub(crate) struct RegisterBody {
     /// Becomes the user id: 1-64 characters of `[A-Za-z0-9_-]`.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     username: String,
@@ -51,7 +51,7 @@ async fn register(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-struct LoginBody {
+pub(crate) struct LoginBody {
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     username: String,
     #[schema(max_length = 256)]
@@ -81,7 +81,7 @@ async fn login(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct RefreshBody {
+pub(crate) struct RefreshBody {
     refresh_token: String,
 }
 
@@ -99,10 +99,21 @@ async fn refresh(
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct LogoutBody {
+pub(crate) struct LogoutBody {
     /// Also revoke this refresh token (it must be the caller's).
     #[serde(default)]
     refresh_token: Option<String>,
+}
+
+impl LogoutBody {
+    /// The body is optional (the SDK's no-parameter POSTs send none).
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, super::ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        serde_json::from_slice(body)
+            .map_err(|e| super::ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
 }
 
 /// Revokes the access token of the request (and the refresh token, if
@@ -115,13 +126,7 @@ async fn logout(
     AuthUser(me): AuthUser,
     body: axum::body::Bytes,
 ) -> ApiResult<()> {
-    // The body is optional (the SDK's no-parameter POSTs send none).
-    let b: LogoutBody = if body.iter().all(u8::is_ascii_whitespace) {
-        LogoutBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| super::ApiError::bad_request(format!("invalid JSON body: {e}")))?
-    };
+    let b = LogoutBody::parse(&body)?;
     t.services
         .accounts
         .logout(&me, b.refresh_token.as_deref())

@@ -21,7 +21,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<Transport>> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     /// 1-500, default 100.
     #[serde(default)]
     limit: Option<u32>,
@@ -45,7 +45,7 @@ async fn list(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
-struct HistoryQuery {
+pub(crate) struct HistoryQuery {
     #[serde(rename = "conversationID")]
     conversation_id: String,
     /// Page before this seq (0 or absent = from the newest).

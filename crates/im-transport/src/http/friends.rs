@@ -31,7 +31,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<Transport>> {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-struct AddBody {
+pub(crate) struct AddBody {
     #[serde(rename = "userID")]
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     user_id: String,
@@ -63,7 +63,7 @@ async fn add(
 
 #[derive(Debug, Deserialize, ToSchema, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct UserBody {
+pub(crate) struct UserBody {
     #[serde(rename = "userID")]
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
@@ -146,7 +146,7 @@ async fn check(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-struct RemarkBody {
+pub(crate) struct RemarkBody {
     #[serde(rename = "userID")]
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     user_id: String,
@@ -182,7 +182,7 @@ enum Direction {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct RequestsQuery {
+pub(crate) struct RequestsQuery {
     /// `incoming` (default): sent to the caller; `outgoing`: sent by the caller.
     #[serde(default)]
     #[param(inline)]

@@ -47,7 +47,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<Transport>> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct GroupCreateBody {
+pub(crate) struct GroupCreateBody {
     #[serde(default)]
     group_name: String,
     #[serde(default, rename = "faceURL")]
@@ -88,7 +88,7 @@ async fn create(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct GroupUpdateBody {
+pub(crate) struct GroupUpdateBody {
     #[serde(rename = "groupID")]
     group_id: String,
     group_name: Option<String>,
@@ -171,7 +171,7 @@ async fn dismiss(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-struct UsersBody {
+pub(crate) struct UsersBody {
     #[serde(rename = "userIDs")]
     user_ids: Vec<String>,
 }
@@ -216,7 +216,7 @@ async fn members(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct RoleBody {
+pub(crate) struct RoleBody {
     #[serde(rename = "userID")]
     user_id: String,
     /// 2 admin, 3 member (ownership is not transferred this way).
@@ -247,7 +247,7 @@ async fn set_role(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct MuteBody {
+pub(crate) struct MuteBody {
     #[serde(rename = "userID")]
     user_id: String,
     /// Seconds from now; 0 unmutes.
@@ -287,7 +287,7 @@ async fn mute(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-struct MuteAllBody {
+pub(crate) struct MuteAllBody {
     mute: bool,
 }
 

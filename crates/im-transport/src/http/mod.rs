@@ -11,6 +11,9 @@ pub mod dto;
 mod error;
 mod files;
 mod friends;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod groups;
 mod openapi;
 mod sync;

@@ -34,7 +34,7 @@ fn dtos(views: &[MessageView], viewer: &str) -> Vec<MessageDto> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct SyncBody {
+pub(crate) struct SyncBody {
     /// The cursor of the previous reply's `maxSeq` (0 = from the start).
     #[serde(default)]
     #[schema(minimum = 0)]
@@ -88,7 +88,7 @@ async fn sync(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-struct RangeBody {
+pub(crate) struct RangeBody {
     conversation_id: String,
     /// First seq wanted (>= 1).
     #[schema(minimum = 1)]

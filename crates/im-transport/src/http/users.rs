@@ -37,7 +37,7 @@ async fn info(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-struct BatchBody {
+pub(crate) struct BatchBody {
     /// At most 500 ids.
     #[serde(rename = "userIDs")]
     #[schema(max_items = 500, inline)]
@@ -62,7 +62,7 @@ async fn batch(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ProfileUpdateBody {
+pub(crate) struct ProfileUpdateBody {
     /// Must be the caller (or omitted).
     #[serde(default, rename = "userID")]
     user_id: String,
@@ -110,7 +110,7 @@ async fn update(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct SearchQuery {
+pub(crate) struct SearchQuery {
     /// Substring of the user id or nickname (1-64 characters).
     #[param(min_length = 1, max_length = 64)]
     keyword: String,
