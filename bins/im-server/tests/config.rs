@@ -111,7 +111,8 @@ fn defaults_load_without_file() {
         assert!(!c.auth.require_registered_users);
         assert_eq!(c.message.max_content_bytes, 65536);
         assert_eq!(c.message.recall_window, Duration::from_secs(120));
-        assert_eq!(c.message.writer.batch_size, 256);
+        assert_eq!(c.message.writer.batch_size, 1024);
+        assert_eq!(c.message.writer.workers, 4);
         assert_eq!(c.message.writer.linger, Duration::from_millis(2));
         assert_eq!(c.message.writer.queue_capacity, 8192);
         assert_eq!(c.session.kick_policy, KickPolicy::PerPlatform);

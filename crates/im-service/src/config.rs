@@ -45,10 +45,10 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         Self {
-            batch_size: 256,
+            batch_size: 1024,
             linger: Duration::from_millis(1),
             queue_capacity: 8192,
-            workers: 1,
+            workers: 4,
             enqueue_timeout: Duration::from_millis(500),
         }
     }
