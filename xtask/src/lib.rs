@@ -4,10 +4,13 @@
 //!   hygiene; also run by `cargo test --workspace` (`xtask/tests/tidy.rs`).
 //! * `bench`: release build, im-bench scenarios against a fresh im-server
 //!   (and nats-server with `--vs nats`), one summary table.
+//! * `dist`: `--locked` release build, stripped, packed with the example
+//!   config, README and LICENSE into `target/dist/*.tar.gz` plus a `.sha256`.
 
 use std::path::{Path, PathBuf};
 
 pub mod bench;
+pub mod dist;
 pub mod tidy;
 
 /// The workspace root (the parent of this crate's directory).

@@ -12,6 +12,8 @@ commands:
           and that every crate inherits the workspace lints and dependencies
   bench   build release, run the im-bench scenarios against a fresh server
           (and nats-server with --vs nats), print the table; `bench --help`
+  dist    release build (--locked), stripped, packed with the example config,
+          README and LICENSE into target/dist/*.tar.gz plus a .sha256; `dist --help`
   help    print this message";
 
 fn main() -> ExitCode {
@@ -27,6 +29,17 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        ["dist", "help" | "-h" | "--help"] => {
+            println!("{}", xtask::dist::USAGE);
+            ExitCode::SUCCESS
+        }
+        ["dist", rest @ ..] => match xtask::dist::main(&xtask::workspace_root(), rest) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dist: {e:#}");
                 ExitCode::FAILURE
             }
         },
