@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Transport;
-use crate::conn::{Flow, MAX_COALESCE, MAX_COALESCE_BYTES, Session, encode_outbound};
+use crate::conn::{Flow, MAX_COALESCE, MAX_COALESCE_BYTES, Session, admit, encode_outbound};
 
 /// Accepts TCP connections until shutdown.
 pub async fn serve(transport: Arc<Transport>, listener: TcpListener) {
@@ -34,6 +34,9 @@ pub async fn serve(transport: Arc<Transport>, listener: TcpListener) {
                 continue;
             }
         };
+        if !admit(&transport, peer, "tcp") {
+            continue;
+        }
         let Ok(permit) = Arc::clone(&transport.conn_limit).try_acquire_owned() else {
             tracing::warn!(%peer, "connection cap reached; refusing tcp connection");
             drop(stream);
@@ -160,7 +163,17 @@ async fn writer(
                 next = rx.try_recv();
             }
         }
-        if wr.write_all(&out).await.is_err() {
+        // A peer that stops reading blocks this write forever; the session
+        // is closed (slow consumer) meanwhile, and must not stay pinned
+        // here with its buffers.
+        // (Biased: what fits in the socket is still written after a close,
+        // e.g. the error reply that preceded it.)
+        let written = tokio::select! {
+            biased;
+            r = wr.write_all(&out) => r.is_ok(),
+            () = close.cancelled() => false,
+        };
+        if !written {
             break 'w;
         }
         out.clear();

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Transport;
-use crate::conn::{Flow, MAX_COALESCE, MAX_COALESCE_BYTES, Session, encode_outbound};
+use crate::conn::{Flow, MAX_COALESCE, MAX_COALESCE_BYTES, Session, admit, encode_outbound};
 
 type Io = TokioIo<Upgraded>;
 type WsWrite = fastwebsockets::WebSocketWrite<BufWriter<WriteHalf<Io>>>;
@@ -79,7 +79,7 @@ pub async fn serve(transport: Arc<Transport>, listener: TcpListener) {
             () = transport.shutdown.cancelled() => break,
             r = listener.accept() => r,
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "ws accept failed");
@@ -87,6 +87,9 @@ pub async fn serve(transport: Arc<Transport>, listener: TcpListener) {
                 continue;
             }
         };
+        if !admit(&transport, peer, "ws") {
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let t = Arc::clone(&transport);
         transport.tracker.spawn(async move {
@@ -229,7 +232,7 @@ async fn run(
                     Err(e) => session.bad_envelope(&e).await,
                 };
                 if flow == Flow::Close {
-                    break Some((CLOSE_POLICY, "too many bad frames"));
+                    break Some((CLOSE_POLICY, "too many bad frames or refused AUTH requests"));
                 }
             }
             OpCode::Close => break None,
@@ -262,6 +265,9 @@ async fn write_outbound(
     Ok((close_after, len))
 }
 
+/// How long a closing connection may take to write its last frames.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn writer(
     mut wr: WsWrite,
     mut rx: queue::Receiver<Outbound>,
@@ -274,6 +280,8 @@ async fn writer(
     let mut body = BytesMut::with_capacity(256);
     let mut frame = BytesMut::with_capacity(256);
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    // False after a KICK_OUT: nothing queued behind it is written.
+    let mut drain = true;
     let end: Option<(u16, &'static str)> = loop {
         tokio::select! {
             biased;
@@ -293,26 +301,37 @@ async fn writer(
             o = rx.recv() => {
                 let Some(first) = o else { break Some((CLOSE_NORMAL, "")) };
                 let viewer = Arc::clone(&viewer.read());
-                let mut next = Some(first);
-                let mut n = 0usize;
-                let mut written = 0usize;
-                let mut kicked = false;
-                let mut failed = false;
-                while let Some(o) = next.take() {
-                    match write_outbound(&mut wr, generation, &o, &viewer, &mut body, &mut frame).await {
-                        Ok((true, _)) => { kicked = true; break; }
-                        Ok((false, len)) => written += len,
-                        Err(_) => { failed = true; break; }
+                let batch = async {
+                    let mut next = Some(first);
+                    let mut n = 0usize;
+                    let mut written = 0usize;
+                    let mut kicked = false;
+                    while let Some(o) = next.take() {
+                        match write_outbound(&mut wr, generation, &o, &viewer, &mut body, &mut frame).await? {
+                            (true, _) => { kicked = true; break; }
+                            (false, len) => written += len,
+                        }
+                        n += 1;
+                        if n < MAX_COALESCE && written < MAX_COALESCE_BYTES {
+                            next = rx.try_recv();
+                        }
                     }
-                    n += 1;
-                    if n < MAX_COALESCE && written < MAX_COALESCE_BYTES {
-                        next = rx.try_recv();
-                    }
-                }
-                if failed || wr.flush().await.is_err() {
-                    break None;
-                }
+                    wr.flush().await?;
+                    Ok::<_, WebSocketError>(kicked)
+                };
+                // A peer that stops reading blocks these writes forever; the
+                // session is closed (slow consumer) meanwhile, and must not
+                // stay pinned here with its buffers.
+                let kicked = tokio::select! {
+                    biased;
+                    r = batch => match r {
+                        Ok(kicked) => kicked,
+                        Err(_) => break None,
+                    },
+                    () = close.cancelled() => break None,
+                };
                 if kicked {
+                    drain = false;
                     break Some((CLOSE_POLICY, "kicked out"));
                 }
                 if body.capacity() > 64 * 1024 { body = BytesMut::with_capacity(256); }
@@ -328,8 +347,22 @@ async fn writer(
         }
     };
     if let Some((code, reason)) = end {
-        let _ = wr.write_frame(Frame::close(code, reason.as_bytes())).await;
-        let _ = wr.flush().await;
+        // What was queued before the close (e.g. the refusal that caused
+        // it) goes first; a peer that does not read gets a bounded wait.
+        let goodbye = async {
+            let viewer = Arc::clone(&viewer.read());
+            while let Some(o) = rx.try_recv().filter(|_| drain) {
+                if write_outbound(&mut wr, generation, &o, &viewer, &mut body, &mut frame)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = wr.write_frame(Frame::close(code, reason.as_bytes())).await;
+            let _ = wr.flush().await;
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
     }
     close.cancel();
 }
