@@ -15,8 +15,8 @@ use im_repository::{
 };
 use im_service::idgen::TimeOrderedIdGen;
 use im_service::{
-    AccountConfig, ClusterConfig, FileService, Hub, JwtAuth, MessageWriter, MessagingService,
-    Ports, ServiceConfig, Services,
+    AccountConfig, ClusterConfig, FileService, Hub, JwtAuth, Limits, LimitsConfig, MessageWriter,
+    MessagingService, Ports, Rate, ServiceConfig, Services,
 };
 use im_transport::{Transport, TransportConfig};
 use secrecy::ExposeSecret;
@@ -243,14 +243,17 @@ impl App {
             health.push(Arc::new(r.health()));
             tracing::info!(node = %node_id, "cluster mode: routes, presence and bus in Redis");
         }
-        let services = Arc::new(Services::new(
-            jwt(&config),
-            messaging,
-            users,
-            store.clone(),
-            account_config(&config),
-            files,
-        ));
+        let services = Arc::new(
+            Services::new(
+                jwt(&config),
+                messaging,
+                users,
+                store.clone(),
+                account_config(&config),
+                files,
+            )
+            .with_limits(Limits::new(limits_config(&config))),
+        );
         let svc = Arc::clone(&services);
         let transport = Transport::new(
             services,
@@ -360,14 +363,39 @@ pub fn account_config(c: &Config) -> AccountConfig {
     }
 }
 
-/// Every hour, forgets revocations of tokens that have expired anyway.
+/// The rate limits of `c` (none when `rate_limit.enabled` is false).
+pub fn limits_config(c: &Config) -> LimitsConfig {
+    let r = &c.rate_limit;
+    if !r.enabled {
+        return LimitsConfig::default();
+    }
+    LimitsConfig {
+        per_user: Some(Rate {
+            per_second: r.requests_per_second,
+            burst: r.burst,
+        }),
+        per_ip: Some(Rate {
+            per_second: r.ip_requests_per_second,
+            burst: r.ip_burst,
+        }),
+    }
+}
+
+/// Every hour, forgets revocations of tokens that have expired anyway;
+/// every minute, forgets rate-limit buckets that have refilled.
 async fn purge_revocations(services: Arc<Services>, shutdown: CancellationToken) {
-    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    let mut every = tokio::time::interval(Duration::from_secs(60));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut minutes = 0u32;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = every.tick() => {}
+        }
+        services.limits.purge();
+        minutes = minutes.wrapping_add(1);
+        if minutes % 60 != 1 {
+            continue;
         }
         match services.accounts.purge_expired().await {
             Ok(0) => {}

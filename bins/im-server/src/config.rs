@@ -695,15 +695,23 @@ impl ClusterConfig {
     }
 }
 
-/// Per-user request rate limit (`rate_limit.*`), a token bucket: sustained
-/// `requests_per_second`, bursts up to `burst`. Applies to message sends
-/// (ERR_SEND_TOO_FAST) and authenticated HTTP calls (429).
+/// Rate limits (`rate_limit.*`), token buckets counted by each node.
+/// Per user: sustained `requests_per_second`, bursts up to `burst`, over
+/// every authenticated request of a session except ACKs and typing
+/// (ERR_SEND_TOO_FAST) and every authenticated HTTP call (429). Per client
+/// address: `ip_requests_per_second` / `ip_burst` over new WebSocket/TCP
+/// connections (dropped) and register/login/refresh calls (429).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     pub enabled: bool,
     pub requests_per_second: u32,
     pub burst: u32,
+    /// New WebSocket/TCP connections and register/login/refresh calls per
+    /// second from one client address, sustained.
+    pub ip_requests_per_second: u32,
+    /// Burst of the per-address limit.
+    pub ip_burst: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -712,6 +720,8 @@ impl Default for RateLimitConfig {
             enabled: true,
             requests_per_second: 100,
             burst: 200,
+            ip_requests_per_second: 20,
+            ip_burst: 100,
         }
     }
 }
@@ -1188,6 +1198,13 @@ impl Config {
                 1_000_000,
             );
             v.range("rate_limit.burst", r.burst, 1, 1_000_000);
+            v.range(
+                "rate_limit.ip_requests_per_second",
+                r.ip_requests_per_second,
+                1,
+                1_000_000,
+            );
+            v.range("rate_limit.ip_burst", r.ip_burst, 1, 1_000_000);
         }
         let f = &self.files;
         if f.dir.as_os_str().is_empty() {

@@ -77,7 +77,7 @@ impl std::fmt::Debug for MessagingService {
     }
 }
 
-fn send_error(req_client_id: &str, code: ErrorCode, msg: &str) -> Reply {
+pub(crate) fn send_error(req_client_id: &str, code: ErrorCode, msg: &str) -> Reply {
     Reply::Send {
         code,
         msg: msg.to_owned(),

@@ -16,7 +16,8 @@ use crate::conversations::ConversationService;
 use crate::files::FileService;
 use crate::groups::GroupService;
 use crate::hub::{Outbound, SessionHandle, SessionId};
-use crate::messaging::MessagingService;
+use crate::limits::Limits;
+use crate::messaging::{MessagingService, send_error};
 use crate::presence::PresenceService;
 use crate::social::SocialService;
 
@@ -31,6 +32,8 @@ pub struct Services {
     pub accounts: AccountService,
     /// Uploads and downloads (HTTP `/upload`, `/files/...`).
     pub files: FileService,
+    /// Per-user and per-IP rate limits (none unless [`Self::with_limits`]).
+    pub limits: Limits,
 }
 
 impl Services {
@@ -58,7 +61,14 @@ impl Services {
             users,
             accounts,
             files,
+            limits: Limits::unlimited(),
         }
+    }
+
+    /// The same services with `limits` enforced.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Profiles, friends and blocklists (HTTP `/api/user/...`, `/api/friend/...`).
@@ -278,6 +288,17 @@ impl SessionCtx {
         req: Request,
     ) -> Dispatched {
         let m = &services.messaging;
+        // Delivery ACKs are owed by the client and typing has its own
+        // throttle; everything else counts against the user's rate.
+        let metered = !matches!(req, Request::Ack { .. } | Request::Typing { .. });
+        if metered && !services.limits.user(&me.user) {
+            tracing::debug!(user = %me.user, "rate limit exceeded");
+            const MSG: &str = "rate limit exceeded, slow down";
+            return Dispatched::Reply(match req {
+                Request::Send(s) => send_error(&s.client_msg_id, ErrorCode::SendTooFast, MSG),
+                other => Reply::error(other.command(), ErrorCode::SendTooFast, MSG),
+            });
+        }
         match req {
             Request::Send(send) => {
                 let client_msg_id = send.client_msg_id.clone();

@@ -1,6 +1,7 @@
 //! What WebSocket and TCP connections share: the per-session dispatch of
 //! decoded frames and the encoding of outbound items.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -31,7 +32,14 @@ pub(crate) struct Session {
     pub(crate) viewer: ViewerCell,
     inflight: Arc<Semaphore>,
     bad_frames: u32,
+    failed_auths: u32,
 }
+
+/// Refused AUTH requests in a row one connection may make; the next
+/// refusal closes it (the SDK retries on the same socket after refreshing
+/// its token, so a few are legitimate; a guessing loop reconnects and pays
+/// the per-IP connection rate).
+const MAX_FAILED_AUTHS: u32 = 4;
 
 impl Session {
     pub(crate) fn new(
@@ -61,6 +69,7 @@ impl Session {
                 viewer,
                 inflight,
                 bad_frames: 0,
+                failed_auths: 0,
             },
             rx,
         )
@@ -76,7 +85,26 @@ impl Session {
         let services = Arc::clone(&self.transport.services);
         match self.ctx.dispatch(&services, req).await {
             Dispatched::None => Flow::Continue,
-            Dispatched::Reply(reply) => self.reply(sequence, reply).await,
+            Dispatched::Reply(reply) => {
+                let auth_code = match &reply {
+                    Reply::Auth { code, .. } => Some(*code),
+                    _ => None,
+                };
+                let flow = self.reply(sequence, reply).await;
+                if auth_code == Some(ErrorCode::Success) {
+                    self.failed_auths = 0;
+                } else if auth_code.is_some() {
+                    self.failed_auths += 1;
+                    if self.failed_auths > MAX_FAILED_AUTHS {
+                        tracing::info!(
+                            session = self.ctx.id.0,
+                            "too many refused AUTH requests; closing"
+                        );
+                        return Flow::Close;
+                    }
+                }
+                flow
+            }
             Dispatched::Later(fut) => {
                 // Bound the sends awaiting commit; waiting here back-pressures the reader.
                 let Ok(permit) = Arc::clone(&self.inflight).acquire_owned().await else {
@@ -158,6 +186,16 @@ impl Session {
         self.ctx.on_close(&self.transport.services);
         self.close.cancel();
     }
+}
+
+/// Whether a connection from `peer` may proceed: false (it is dropped at
+/// once) when its address opens connections faster than the per-IP limit.
+pub(crate) fn admit(transport: &Transport, peer: SocketAddr, kind: &'static str) -> bool {
+    if transport.services.limits.ip(peer.ip()) {
+        return true;
+    }
+    tracing::debug!(%peer, kind, "per-IP connection rate exceeded; refusing");
+    false
 }
 
 /// Encodes `out` for `viewer` into `body`; returns (command, sequence, close_after).

@@ -65,6 +65,8 @@ impl Proc {
             .env("IM_SERVER__WS_PORT", ws.to_string())
             .env("IM_SERVER__TCP_PORT", tcp.to_string())
             .env("IM_AUTH__JWT_SECRET", SECRET)
+            // The senders stream as fast as acks come back.
+            .env("IM_RATE_LIMIT__ENABLED", "false")
             .env("IM_LOGGER__LEVEL", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))

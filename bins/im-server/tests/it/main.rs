@@ -13,6 +13,7 @@ mod files;
 mod http_api;
 mod lifecycle;
 mod messaging;
+mod overload;
 
 use std::time::Duration;
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use im_core::ErrorCode;
 use im_service::Identity;
 
 use super::error::ApiError;
@@ -57,5 +58,12 @@ async fn verify(parts: &Parts, t: &Transport) -> Result<AuthUser, ApiError> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
     // Signature, expiry, kind and revocation.
-    Ok(AuthUser(t.services.accounts.authenticate(token, "").await?))
+    let id = t.services.accounts.authenticate(token, "").await?;
+    if !t.services.limits.user(&id.user) {
+        return Err(ApiError::from_code(
+            ErrorCode::SendTooFast,
+            "rate limit exceeded, slow down",
+        ));
+    }
+    Ok(AuthUser(id))
 }

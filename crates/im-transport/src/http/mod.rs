@@ -19,12 +19,14 @@ mod openapi;
 mod sync;
 mod users;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
@@ -86,6 +88,10 @@ pub fn router(transport: Arc<Transport>) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&transport),
+            limit_account_calls,
+        ))
         // A bug must not take the connection down with a text/plain reply:
         // it is logged and answered like any internal error.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
@@ -104,10 +110,35 @@ fn openapi_json(json: &Arc<[u8]>) -> Response {
     r
 }
 
+/// Routes that take credentials instead of a token: limited per client
+/// address, so a password-guessing or sign-up loop from one address stalls.
+const ACCOUNT_CALLS: &[&str] = &["/api/auth/register", "/api/auth/login", "/api/auth/refresh"];
+
+/// 429 for an account call from an address over its rate. Without the
+/// peer address (a router driven in-process) nothing is limited.
+async fn limit_account_calls(
+    State(t): State<Arc<Transport>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if ACCOUNT_CALLS.contains(&req.uri().path()) {
+        if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+            if !t.services.limits.ip(peer.ip()) {
+                return ApiError::from_code(
+                    im_core::ErrorCode::SendTooFast,
+                    "too many account requests from this address, slow down",
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
 /// Serves HTTP on `listener` until shutdown, then lets open requests finish.
 pub async fn serve(transport: Arc<Transport>, listener: TcpListener) {
     let shutdown = transport.shutdown.clone();
-    let app = router(Arc::clone(&transport));
+    let app = router(Arc::clone(&transport)).into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await });
     if let Err(e) = server.await {
