@@ -126,7 +126,7 @@ fn token(user: &str) -> String {
         .unwrap()
 }
 
-async fn login(addr: SocketAddr, user: &str) -> Client {
+pub(crate) async fn login(addr: SocketAddr, user: &str) -> Client {
     login_on(addr, user, "iOS").await
 }
 
@@ -136,7 +136,7 @@ async fn login_on(addr: SocketAddr, user: &str, platform: &str) -> Client {
     c
 }
 
-fn conv(a: &str, b: &str) -> String {
+pub(crate) fn conv(a: &str, b: &str) -> String {
     if a < b {
         format!("single_{a}_{b}")
     } else {
@@ -144,7 +144,7 @@ fn conv(a: &str, b: &str) -> String {
     }
 }
 
-fn send_req(cid: &str, conversation: &str) -> Request {
+pub(crate) fn send_req(cid: &str, conversation: &str) -> Request {
     Request::Send(SendRequest {
         client_msg_id: cid.to_owned(),
         conversation_id: conversation.to_owned(),
@@ -205,7 +205,10 @@ async fn stream_sends(mut c: Client, user: &'static str, peer: &'static str) -> 
 }
 
 /// Every message of `conversation`, via range sync in pages.
-async fn all_messages(c: &mut Client, conversation: &str) -> Vec<im_core::StoredMessage> {
+pub(crate) async fn all_messages(
+    c: &mut Client,
+    conversation: &str,
+) -> Vec<im_core::StoredMessage> {
     let mut out = Vec::new();
     let mut start = 1;
     loop {

@@ -1,0 +1,237 @@
+//! Chaos: the database goes away under load — every connection to it cut
+//! and new ones refused, as a restart looks from the server — and comes
+//! back. The sender keeps sending and retries what failed, like the SDK.
+//! Counted: sends tried, refused, acknowledged, stored, pushed. Nothing
+//! acknowledged is lost; nothing is stored or pushed twice.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use im_core::ErrorCode;
+use im_core::command::{Event, Reply};
+use std::sync::Mutex;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+use crate::durability::{Backend, PgDatabase, Proc, all_messages, conv, login, send_req};
+
+/// A TCP proxy to a database that can drop every connection and refuse
+/// new ones until restored.
+struct Cutter {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<AbortHandle>>>,
+    accept: AbortHandle,
+}
+
+impl Cutter {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let (up2, links2) = (Arc::clone(&up), Arc::clone(&links));
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                links2.lock().unwrap().push(link.abort_handle());
+            }
+        })
+        .abort_handle();
+        Self {
+            addr,
+            up,
+            links,
+            accept,
+        }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for l in self.links.lock().unwrap().drain(..) {
+            l.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Cutter {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_under_load_loses_and_duplicates_nothing() {
+    let Some(db) = PgDatabase::create() else {
+        return;
+    };
+    // postgres://user@host:port/db -> the proxy in place of host:port.
+    let rest = db.url.split_once("://").unwrap().1;
+    let (userinfo_host, path) = rest.split_once('/').unwrap();
+    let host = userinfo_host.rsplit('@').next().unwrap();
+    let upstream: SocketAddr = tokio::net::lookup_host(host).await.unwrap().next().unwrap();
+    let cutter = Cutter::start(upstream).await;
+    let url = db.url.replacen(
+        &format!("{host}/{path}"),
+        &format!("{}/{path}", cutter.addr),
+        1,
+    );
+    assert_ne!(url, db.url);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Proc::start(
+        &Backend {
+            name: "postgres-outage",
+            env: vec![
+                ("IM_DATABASE__TYPE".into(), "postgres".into()),
+                ("IM_DATABASE__URL".into(), url),
+            ],
+        },
+        &dir.path().join("server.log"),
+    )
+    .await;
+
+    let conversation = conv("chaos_rx", "chaos_tx");
+    let mut receiver = login(server.tcp, "chaos_rx").await;
+    let mut sender = login(server.tcp, "chaos_tx").await;
+
+    // Send one at a time; cut the database after 100 acks, restore it
+    // after 40 refusals (or 3 s), go on to 400 messages, then retry every
+    // refused one until it is acknowledged.
+    const TOTAL: usize = 400;
+    let mut acked: HashMap<String, (String, i64)> = HashMap::new();
+    let mut refused: Vec<String> = Vec::new();
+    let mut tries = 0usize;
+    let mut cut_at = None;
+    let mut restored = false;
+    for i in 0..TOTAL {
+        let cid = format!("chaos-{i}");
+        tries += 1;
+        let r = sender.request(send_req(&cid, &conversation)).await;
+        match r {
+            Ok(Reply::Send {
+                code: ErrorCode::Success,
+                server_msg_id,
+                seq,
+                ..
+            }) => {
+                acked.insert(cid, (server_msg_id, seq));
+            }
+            Ok(Reply::Send { code, .. }) => {
+                assert!(
+                    matches!(code, ErrorCode::Unknown | ErrorCode::SendTooFast),
+                    "{code:?}"
+                );
+                refused.push(cid);
+            }
+            other => panic!("send {cid}: {other:?}"),
+        }
+        if cut_at.is_none() && acked.len() == 100 {
+            cutter.cut();
+            cut_at = Some(std::time::Instant::now());
+        }
+        if let Some(t) = cut_at {
+            if !restored && (refused.len() >= 40 || t.elapsed() > Duration::from_secs(3)) {
+                cutter.restore();
+                restored = true;
+            }
+        }
+    }
+    assert!(restored, "the outage never started");
+    assert!(
+        !refused.is_empty(),
+        "no send was refused during the outage: the cut did nothing"
+    );
+    let refused_during_outage = refused.len();
+    // The SDK resends what failed, with the same client id.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while let Some(cid) = refused.pop() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{cid} never accepted after the database came back"
+        );
+        tries += 1;
+        match sender.request(send_req(&cid, &conversation)).await.unwrap() {
+            Reply::Send {
+                code: ErrorCode::Success,
+                server_msg_id,
+                seq,
+                ..
+            } => {
+                acked.insert(cid, (server_msg_id, seq));
+            }
+            Reply::Send { .. } => refused.insert(0, cid),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(acked.len(), TOTAL);
+
+    // Stored: every message once, gapless, as acknowledged.
+    let stored = all_messages(&mut sender, &conversation).await;
+    assert_eq!(
+        stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=TOTAL as i64).collect::<Vec<_>>(),
+        "seqs are gapless from 1"
+    );
+    let mut ids = HashSet::new();
+    for m in &stored {
+        assert!(
+            ids.insert(m.client_msg_id.clone()),
+            "{} stored twice",
+            m.client_msg_id
+        );
+        assert_eq!(
+            acked.get(&m.client_msg_id),
+            Some(&(m.server_msg_id.clone(), m.seq)),
+            "stored message differs from its acknowledgement"
+        );
+    }
+
+    // Pushed: never twice, never anything not stored.
+    let mut pushed = HashSet::new();
+    while let Some(e) = receiver.next_event(crate::QUIET).await.unwrap() {
+        if let Event::Message(m) = e {
+            assert!(
+                pushed.insert(m.server_msg_id.clone()),
+                "{} pushed twice",
+                m.client_msg_id
+            );
+            assert!(ids.contains(&m.client_msg_id), "pushed but not stored");
+        }
+    }
+    // A send whose commit landed but whose reply was lost to the cut is
+    // acknowledged by the retry as a duplicate and not pushed again: the
+    // receiver finds it by sync. Everything else was pushed.
+    assert!(
+        pushed.len() + refused_during_outage >= TOTAL,
+        "pushed {} of {TOTAL}",
+        pushed.len()
+    );
+    eprintln!(
+        "postgres outage: {tries} sends tried, {refused_during_outage} refused during the outage, \
+         {} acknowledged, {} stored, {} pushed",
+        acked.len(),
+        stored.len(),
+        pushed.len()
+    );
+    server.stop();
+}
