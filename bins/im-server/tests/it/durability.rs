@@ -47,6 +47,7 @@ const SECRET: &str = "durability-secret";
 pub struct Proc {
     child: Child,
     pub tcp: SocketAddr,
+    pub http: SocketAddr,
 }
 
 impl Proc {
@@ -77,7 +78,8 @@ impl Proc {
         let child = cmd.spawn().unwrap();
         let tcp: SocketAddr = format!("127.0.0.1:{tcp}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut p = Self { child, tcp };
+        let http: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+        let mut p = Self { child, tcp, http };
         loop {
             if let Ok(mut c) = Client::connect_tcp(tcp).await {
                 if c.heartbeat().await.is_ok() {

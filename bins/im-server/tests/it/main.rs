@@ -13,6 +13,7 @@ mod durability;
 mod files;
 mod http_api;
 mod lifecycle;
+mod logs;
 mod messaging;
 mod overload;
 
