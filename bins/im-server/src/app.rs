@@ -310,15 +310,20 @@ impl App {
         tracing::info!(http = %addrs.http, ws = %addrs.ws, tcp = %addrs.tcp, "im-server listening");
         signal.await;
         tracing::info!("shutting down");
+        // One budget for the whole stop: listeners, open connections, then
+        // the writer's queue (a supervisor waiting `shutdown_timeout` plus a
+        // little must not have to SIGKILL us).
+        let deadline = tokio::time::Instant::now() + grace;
         shutdown.cancel();
         while servers.join_next().await.is_some() {}
-        if !transport.drain(grace).await {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !transport.drain(left).await {
             tracing::warn!("connections still open after the shutdown timeout");
         }
         // Dropping the last service handle closes the writer queues; the
         // workers finish what was queued and stop.
         drop(transport);
-        let flushed = tokio::time::timeout(grace, async {
+        let flushed = tokio::time::timeout_at(deadline, async {
             while writer_tasks.join_next().await.is_some() {}
         })
         .await;
