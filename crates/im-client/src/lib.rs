@@ -389,6 +389,13 @@ impl Client {
             .await
     }
 
+    /// Sends a text WebSocket message whose payload is `bytes` as is, valid
+    /// UTF-8 or not (a server must refuse the invalid kind). WebSocket only.
+    pub async fn send_ws_text_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let deadline = Deadline::after(self.options.timeout);
+        self.ws()?.write(OpCode::Text, bytes, deadline).await
+    }
+
     /// Writes raw bytes to the TCP stream (partial or broken packets). TCP only.
     pub async fn send_tcp_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.check_open()?;

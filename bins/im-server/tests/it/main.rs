@@ -6,7 +6,9 @@
     clippy::panic
 )]
 
+mod authz;
 mod bad_input;
+mod bad_input_matrix;
 mod chaos;
 mod cluster;
 mod durability;
