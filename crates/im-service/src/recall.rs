@@ -35,12 +35,8 @@ impl MessagingService {
                 return reply(code, msg);
             }
         };
-        if !conversation_id.is_empty() && conversation_id != m.conversation_id {
-            return reply(
-                ErrorCode::InvalidParam,
-                "message is not in this conversation",
-            );
-        }
+        // Access first: an outsider holding a server id must not learn
+        // which conversation it is in from the answer to a wrong guess.
         let a = match access(&self.directory, user, &m.conversation_id).await {
             Ok(a) => a,
             Err(e) => {
@@ -48,6 +44,12 @@ impl MessagingService {
                 return reply(code, msg);
             }
         };
+        if !conversation_id.is_empty() && conversation_id != m.conversation_id {
+            return reply(
+                ErrorCode::InvalidParam,
+                "message is not in this conversation",
+            );
+        }
         if m.revoked.is_some() {
             return reply(ErrorCode::Success, "");
         }
