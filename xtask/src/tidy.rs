@@ -83,6 +83,12 @@ const ADAPTER_CRATES: &[&str] = &[
     "fastwebsockets",
 ];
 
+/// What no library crate names: the metrics recorders and their plumbing.
+/// Libraries record through the `metrics` facade (a no-op without a
+/// recorder); which recorder runs, and where it is exposed, is the bin's
+/// choice.
+const METRICS_RECORDERS: &[&str] = &["metrics-exporter-*", "metrics-util"];
+
 /// The dependency direction of architecture.md, one row per library crate.
 /// A new crate under `crates/` needs a row here before tidy passes.
 pub const RULES: &[Rule] = &[
@@ -394,6 +400,17 @@ pub fn check(ws: &Workspace) -> Vec<Violation> {
                     }
                 }
                 None => {
+                    if m.kind == Kind::Lib {
+                        if let Some(p) = METRICS_RECORDERS.iter().find(|p| matches(p, &dep.package))
+                        {
+                            report(format!(
+                                "{} -> {} (matches `{p}`) is forbidden ({}): libraries record through the \
+                                 `metrics` facade; the recorder is installed by the bin",
+                                m.name, dep.package, dep.section
+                            ));
+                            continue;
+                        }
+                    }
                     if let Some(p) = rule.forbidden.iter().find(|p| matches(p, &dep.package)) {
                         let via = if p.ends_with('*') {
                             format!(" (matches `{p}`)")
@@ -489,6 +506,21 @@ mod tests {
             got[0].starts_with(
                 "crates/im-core/Cargo.toml: im-core: im-core -> tokio is forbidden ([dependencies])"
             ),
+            "{}",
+            got[0]
+        );
+    }
+
+    #[test]
+    fn metrics_recorder_in_a_library_is_caught() {
+        let got = messages(&ws(vec![lib(
+            "im-service",
+            "[dependencies]\nim-core.workspace = true\nmetrics.workspace = true\n\
+             metrics-exporter-prometheus.workspace = true",
+        )]));
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(
+            got[0].contains("im-service -> metrics-exporter-prometheus (matches `metrics-exporter-*`) is forbidden"),
             "{}",
             got[0]
         );

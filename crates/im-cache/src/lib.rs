@@ -12,6 +12,6 @@ mod redis_cache;
 pub use presence::MemoryPresence;
 pub use rate_limit::MemoryRateLimiter;
 pub use redis_cache::{
-    RedisBus, RedisCache, RedisHealth, RedisOptions, RedisPresence, RedisRateLimiter,
-    RedisRevocations, RedisRouteTable, redact_url,
+    REDIS_ERRORS, RedisBus, RedisCache, RedisHealth, RedisOptions, RedisPresence, RedisRateLimiter,
+    RedisRevocations, RedisRouteTable, describe_metrics, redact_url,
 };

@@ -80,6 +80,32 @@ fn is_connection_loss(message: &str) -> bool {
 /// and SQLite busy errors are [`StoreError::Unavailable`], the rest
 /// [`StoreError::Other`].
 pub(crate) fn map_diesel(e: DieselError) -> StoreError {
+    counted(map_diesel_uncounted(e))
+}
+
+/// Database errors seen by the adapter, by kind: the one place every
+/// diesel, connection and pool error passes through.
+pub const DB_ERRORS: &str = "im_db_errors_total";
+
+/// Registers the description (`# HELP`) of this crate's metric.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        DB_ERRORS,
+        "Database errors seen by the storage adapter, by kind (unavailable, conflict, other)"
+    );
+}
+
+fn counted(e: StoreError) -> StoreError {
+    let kind = match &e {
+        StoreError::Unavailable(_) => "unavailable",
+        StoreError::Conflict(_) => "conflict",
+        StoreError::Other(_) => "other",
+    };
+    metrics::counter!(DB_ERRORS, "kind" => kind).increment(1);
+    e
+}
+
+fn map_diesel_uncounted(e: DieselError) -> StoreError {
     match e {
         DieselError::DatabaseError(kind, info) => {
             let msg = info.message().to_owned();
@@ -107,7 +133,7 @@ pub(crate) fn map_diesel(e: DieselError) -> StoreError {
 
 /// Maps a failure to open a connection: always [`StoreError::Unavailable`].
 pub(crate) fn map_connection(e: ConnectionError) -> StoreError {
-    StoreError::Unavailable(format!("cannot connect: {e}"))
+    counted(StoreError::Unavailable(format!("cannot connect: {e}")))
 }
 
 /// Maps a failure to check a connection out of a pool (including its wait,
@@ -119,7 +145,7 @@ pub(crate) fn map_pool(e: diesel_async::pooled_connection::deadpool::PoolError) 
     match e {
         PoolError::Backend(Backend::ConnectionError(e)) => map_connection(e),
         PoolError::Backend(Backend::QueryError(e)) => map_diesel(e),
-        other => StoreError::Unavailable(format!("connection pool: {other}")),
+        other => counted(StoreError::Unavailable(format!("connection pool: {other}"))),
     }
 }
 

@@ -53,6 +53,7 @@ mod sqlite;
 pub mod scratch;
 
 pub use any::{AnyStore, Backend, DbOptions, run_migrations};
+pub use error::{DB_ERRORS, describe_metrics};
 pub use files::LocalFileStore;
 pub use mysql::{MysqlStore, run_mysql_migrations};
 pub use pg::{PgStore, run_postgres_migrations};

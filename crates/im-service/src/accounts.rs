@@ -86,6 +86,15 @@ impl std::fmt::Debug for AccountService {
     }
 }
 
+/// Counts a refused token or login ([`crate::metrics::AUTH_FAILURES`]).
+/// Store failures are not auth failures: they are counted as store errors.
+fn count_auth_failure<T>(op: &'static str, r: &Result<T, ServiceError>) {
+    if let Err(ServiceError::Auth(e)) = r {
+        metrics::counter!(crate::metrics::AUTH_FAILURES, "op" => op, "reason" => e.metric_reason())
+            .increment(1);
+    }
+}
+
 fn invalid_credentials() -> ServiceError {
     ServiceError::Auth(AuthError::BadCredentials)
 }
@@ -131,12 +140,17 @@ impl AccountService {
         token: &str,
         claimed_user: &str,
     ) -> Result<Identity, ServiceError> {
-        let id = self
-            .jwt
-            .verify_for(token, claimed_user)
-            .map_err(ServiceError::Auth)?;
-        self.check_revoked(&id).await?;
-        Ok(id)
+        let r = async {
+            let id = self
+                .jwt
+                .verify_for(token, claimed_user)
+                .map_err(ServiceError::Auth)?;
+            self.check_revoked(&id).await?;
+            Ok(id)
+        }
+        .await;
+        count_auth_failure("token", &r);
+        r
     }
 
     async fn check_revoked(&self, id: &Identity) -> Result<(), ServiceError> {
@@ -202,6 +216,17 @@ impl AccountService {
         password: &str,
         platform: &str,
     ) -> Result<Session, ServiceError> {
+        let r = self.login_unmetered(username, password, platform).await;
+        count_auth_failure("login", &r);
+        r
+    }
+
+    async fn login_unmetered(
+        &self,
+        username: &str,
+        password: &str,
+        platform: &str,
+    ) -> Result<Session, ServiceError> {
         let platform = check_platform(platform)?;
         if password.len() > MAX_PASSWORD_LEN {
             return Err(invalid_credentials());
@@ -228,6 +253,12 @@ impl AccountService {
     /// Exchanges a refresh token for a new session; the old refresh token is
     /// revoked (rotation: a stolen one works at most once).
     pub async fn refresh(&self, refresh_token: &str) -> Result<Session, ServiceError> {
+        let r = self.refresh_unmetered(refresh_token).await;
+        count_auth_failure("refresh", &r);
+        r
+    }
+
+    async fn refresh_unmetered(&self, refresh_token: &str) -> Result<Session, ServiceError> {
         let id = self
             .jwt
             .verify_refresh(refresh_token)

@@ -89,6 +89,23 @@ impl AuthError {
             _ => "unauthorized",
         }
     }
+
+    /// The `reason` label of [`crate::metrics::AUTH_FAILURES`]: finer than
+    /// [`Self::reason`], which must not tell clients why a token failed.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::Invalid => "invalid",
+            Self::BadUser => "bad_user",
+            Self::DemoDisabled => "demo_disabled",
+            Self::UserMismatch => "user_mismatch",
+            Self::Revoked => "revoked",
+            Self::BadCredentials => "bad_credentials",
+            Self::WrongKind => "wrong_kind",
+            Self::Signing(_) => "signing",
+        }
+    }
 }
 
 /// Issues and verifies tokens with one HS256 secret.

@@ -134,6 +134,33 @@ pub struct ClusterStats {
     pub received: AtomicU64,
 }
 
+impl ClusterStats {
+    /// Counts remote pushes dropped because the queue was full; returns the
+    /// previous count.
+    pub(crate) fn count_dropped_full(&self, n: u64) -> u64 {
+        metrics::counter!(crate::metrics::CLUSTER_DROPPED, "reason" => "queue_full").increment(n);
+        self.dropped_full.fetch_add(n, Ordering::Relaxed)
+    }
+
+    /// Counts remote pushes dropped because a lookup or publish failed.
+    pub(crate) fn count_dropped_failed(&self, n: u64) -> u64 {
+        metrics::counter!(crate::metrics::CLUSTER_DROPPED, "reason" => "failed").increment(n);
+        self.dropped_failed.fetch_add(n, Ordering::Relaxed)
+    }
+
+    /// Counts published bus messages.
+    pub(crate) fn count_published(&self, n: u64) -> u64 {
+        metrics::counter!(crate::metrics::CLUSTER_PUBLISHED).increment(n);
+        self.published.fetch_add(n, Ordering::Relaxed)
+    }
+
+    /// Counts bus messages received from other nodes.
+    pub(crate) fn count_received(&self, n: u64) -> u64 {
+        metrics::counter!(crate::metrics::CLUSTER_RECEIVED).increment(n);
+        self.received.fetch_add(n, Ordering::Relaxed)
+    }
+}
+
 /// This node's link to the others.
 pub struct Cluster {
     node_id: String,
@@ -162,6 +189,11 @@ impl Cluster {
         &self.stats
     }
 
+    /// Entries waiting in the queue to other nodes.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// Queues `event` for the other nodes' sessions of `user` (never blocks).
     pub(crate) fn forward(&self, user: &UserId, event: &Arc<Event>) {
         self.enqueue(Outgoing::ToUser {
@@ -188,7 +220,7 @@ impl Cluster {
 
     fn enqueue(&self, o: Outgoing) {
         if self.queue.try_send(o).is_err() {
-            let n = self.stats.dropped_full.fetch_add(1, Ordering::Relaxed);
+            let n = self.stats.count_dropped_full(1);
             if n.is_power_of_two() {
                 tracing::warn!(
                     dropped = n + 1,
@@ -310,15 +342,15 @@ async fn send_batch(cluster: &Cluster, batch: Vec<Outgoing>) {
         match encode(&cluster.node_id, broadcast) {
             Some(payload) => match cluster.bus.broadcast(&payload).await {
                 Ok(()) => {
-                    cluster.stats.published.fetch_add(1, Ordering::Relaxed);
+                    cluster.stats.count_published(1);
                 }
                 Err(e) => {
-                    cluster.stats.dropped_failed.fetch_add(n, Ordering::Relaxed);
+                    cluster.stats.count_dropped_failed(n);
                     tracing::warn!(error = %e, "bus broadcast failed; dropped");
                 }
             },
             None => {
-                cluster.stats.dropped_failed.fetch_add(n, Ordering::Relaxed);
+                cluster.stats.count_dropped_failed(n);
             }
         }
     }
@@ -328,10 +360,7 @@ async fn send_batch(cluster: &Cluster, batch: Vec<Outgoing>) {
     let routes = match cluster.routes.routes(&users).await {
         Ok(r) => r,
         Err(e) => {
-            cluster
-                .stats
-                .dropped_failed
-                .fetch_add(addressed.len() as u64, Ordering::Relaxed);
+            cluster.stats.count_dropped_failed(addressed.len() as u64);
             tracing::warn!(error = %e, "route lookup failed; remote pushes dropped (clients sync)");
             return;
         }
@@ -361,10 +390,10 @@ async fn send_batch(cluster: &Cluster, batch: Vec<Outgoing>) {
         };
         match cluster.bus.publish(node, &payload).await {
             Ok(()) => {
-                cluster.stats.published.fetch_add(1, Ordering::Relaxed);
+                cluster.stats.count_published(1);
             }
             Err(e) => {
-                cluster.stats.dropped_failed.fetch_add(n, Ordering::Relaxed);
+                cluster.stats.count_dropped_failed(n);
                 tracing::warn!(error = %e, node, "bus publish failed; dropped (clients sync)");
             }
         }
@@ -429,7 +458,7 @@ impl BusHandler for Receiver {
             // Our own broadcast: already applied locally.
             return;
         }
-        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        self.stats.count_received(1);
         for m in envelope.messages {
             self.apply(m);
         }

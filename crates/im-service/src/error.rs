@@ -34,7 +34,17 @@ pub enum ServiceError {
     Auth(crate::auth::AuthError),
     /// The store failed; the cause is logged, never shown to clients.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for ServiceError {
+    /// Counted ([`crate::metrics::STORE_ERRORS`]): every store error that
+    /// reaches a service call passes here.
+    fn from(e: StoreError) -> Self {
+        metrics::counter!(crate::metrics::STORE_ERRORS, "kind" => crate::metrics::store_error_kind(&e))
+            .increment(1);
+        Self::Store(e)
+    }
 }
 
 /// Refuses text with a NUL character: PostgreSQL cannot store it in a

@@ -72,6 +72,8 @@ impl SessionHandle {
         match self.tx.try_send(Outbound::Event(Arc::clone(event))) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
+                metrics::counter!(crate::metrics::PUSHES_DROPPED, "event" => crate::metrics::event_name(event))
+                    .increment(1);
                 tracing::warn!(session = self.id.0, user = %self.user, "outbound queue full; closing slow consumer");
                 self.close.cancel();
                 false
@@ -288,12 +290,18 @@ impl Hub {
         except: Option<SessionId>,
     ) -> usize {
         let map = self.shard(user).read();
-        map.get(user).map_or(0, |list| {
+        let queued = map.get(user).map_or(0, |list| {
             list.iter()
                 .filter(|s| Some(s.id) != except)
                 .filter(|s| s.push(event))
                 .count()
-        })
+        });
+        drop(map);
+        if queued > 0 {
+            metrics::counter!(crate::metrics::PUSHES_ENQUEUED, "event" => crate::metrics::event_name(event))
+                .increment(queued as u64);
+        }
+        queued
     }
 
     /// The platforms `user` is online on locally (empty when offline).

@@ -21,6 +21,7 @@ pub mod hub;
 pub mod idgen;
 pub mod limits;
 pub mod messaging;
+pub mod metrics;
 pub mod presence;
 pub mod queue;
 mod recall;

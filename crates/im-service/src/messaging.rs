@@ -379,6 +379,21 @@ impl MessagingService {
         sender: &UserId,
         req: SendRequest,
     ) -> Result<(Pending, Vec<UserId>), Reply> {
+        let r = self.begin_send_unmetered(sender, req).await;
+        if let Err(Reply::Send { code, .. }) = &r {
+            if *code != ErrorCode::Success {
+                let code = (*code as i32).to_string();
+                metrics::counter!(crate::metrics::MESSAGES_REFUSED, "code" => code).increment(1);
+            }
+        }
+        r
+    }
+
+    async fn begin_send_unmetered(
+        &self,
+        sender: &UserId,
+        req: SendRequest,
+    ) -> Result<(Pending, Vec<UserId>), Reply> {
         let cid = req.client_msg_id.as_str();
         if validate_id(cid).is_err() {
             return Err(send_error(
@@ -491,7 +506,16 @@ impl MessagingService {
         pending: Pending,
         recipients: Vec<UserId>,
     ) -> Reply {
-        match pending.wait().await {
+        let kind = crate::metrics::conversation_kind(pending.conversation_type());
+        let result = pending.wait().await;
+        let outcome = match &result {
+            Ok(a) if a.duplicate => "duplicate",
+            Ok(_) => "stored",
+            Err(_) => "failed",
+        };
+        metrics::counter!(crate::metrics::MESSAGES_SENT, "kind" => kind, "outcome" => outcome)
+            .increment(1);
+        match result {
             Ok(appended) => {
                 let m = appended.message;
                 let reply = Reply::Send {

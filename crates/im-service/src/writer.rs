@@ -13,15 +13,19 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
-use im_core::StoreError;
 use im_core::model::NewMessage;
 use im_core::ports::{Appended, MessageStore};
+use im_core::{ConversationType, StoreError};
+use metrics::{counter, histogram};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::WriterConfig;
+use crate::metrics::{
+    WRITER_BATCH_FAILURES, WRITER_BATCH_SIZE, WRITER_COMMIT_SECONDS, WRITER_RETRIES,
+};
 
 /// Why a message could not be written.
 #[derive(Debug, Error)]
@@ -60,12 +64,20 @@ impl std::fmt::Debug for MessageWriter {
 
 /// A queued message whose commit is awaited with [`Pending::wait`].
 #[derive(Debug)]
-pub struct Pending(oneshot::Receiver<Result<Appended, WriteError>>);
+pub struct Pending {
+    rx: oneshot::Receiver<Result<Appended, WriteError>>,
+    conversation_type: ConversationType,
+}
 
 impl Pending {
     /// Resolves once the batch holding this message has committed (or failed).
     pub async fn wait(self) -> Result<Appended, WriteError> {
-        self.0.await.unwrap_or(Err(WriteError::Closed))
+        self.rx.await.unwrap_or(Err(WriteError::Closed))
+    }
+
+    /// The kind of conversation the queued message belongs to.
+    pub fn conversation_type(&self) -> ConversationType {
+        self.conversation_type
     }
 }
 
@@ -106,9 +118,13 @@ impl MessageWriter {
         let i = (self.hasher.hash_one(&msg.conversation_id) as usize) % self.queues.len().max(1);
         let queue = self.queues.get(i).ok_or(WriteError::Closed)?;
         let (tx, rx) = oneshot::channel();
+        let conversation_type = msg.conversation_type;
         let job = Job { msg, reply: tx };
         match queue.send_timeout(job, self.enqueue_timeout).await {
-            Ok(()) => Ok(Pending(rx)),
+            Ok(()) => Ok(Pending {
+                rx,
+                conversation_type,
+            }),
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(WriteError::Overloaded),
             Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(WriteError::Closed),
         }
@@ -152,7 +168,10 @@ async fn worker(
         // Senders that gave up (connection gone) still get their message
         // written: it was accepted into the queue and may have been retried.
         batch.extend(jobs.iter().map(|j| j.msg.clone()));
+        histogram!(WRITER_BATCH_SIZE).record(usize_f64(batch.len()));
+        let started = Instant::now();
         let result = append_with_retry(store.as_ref(), &batch).await;
+        histogram!(WRITER_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
         batch.clear();
         match result {
             Ok(appended) if appended.len() == jobs.len() => {
@@ -176,6 +195,8 @@ async fn worker(
                 tracing::error!(error = %e, size = jobs.len(), "message batch failed");
                 let msg = e.to_string();
                 let retryable = e.is_retryable();
+                counter!(WRITER_BATCH_FAILURES, "retryable" => if retryable { "true" } else { "false" })
+                    .increment(1);
                 for job in jobs.drain(..) {
                     let err = if retryable {
                         StoreError::Unavailable(msg.clone())
@@ -189,6 +210,11 @@ async fn worker(
     }
 }
 
+#[allow(clippy::cast_precision_loss)] // batch sizes are at most 10000
+fn usize_f64(n: usize) -> f64 {
+    n as f64
+}
+
 async fn append_with_retry(
     store: &dyn MessageStore,
     batch: &[NewMessage],
@@ -200,6 +226,7 @@ async fn append_with_retry(
             Err(e) if e.is_retryable() => match RETRY_BACKOFF_MS.get(attempt) {
                 Some(ms) => {
                     tracing::warn!(error = %e, attempt, "retrying message batch");
+                    counter!(WRITER_RETRIES).increment(1);
                     tokio::time::sleep(Duration::from_millis(*ms)).await;
                     attempt += 1;
                 }

@@ -33,6 +33,7 @@ pub(crate) struct Session {
     inflight: Arc<Semaphore>,
     bad_frames: u32,
     failed_auths: u32,
+    _open: crate::metrics::OpenConnection,
 }
 
 /// Refused AUTH requests in a row one connection may make; the next
@@ -70,6 +71,7 @@ impl Session {
                 inflight,
                 bad_frames: 0,
                 failed_auths: 0,
+                _open: crate::metrics::OpenConnection::new(kind),
             },
             rx,
         )

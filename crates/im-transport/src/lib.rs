@@ -8,6 +8,7 @@
 
 mod conn;
 pub mod http;
+pub mod metrics;
 pub mod tcp;
 pub mod ws;
 
@@ -42,6 +43,8 @@ pub struct TransportConfig {
     pub max_inflight_sends: usize,
     /// Consecutive undecodable frames tolerated before the connection is closed.
     pub max_bad_frames: u32,
+    /// The metrics route of the HTTP API; `None` serves no such route.
+    pub metrics: Option<metrics::MetricsEndpoint>,
 }
 
 impl Default for TransportConfig {
@@ -56,6 +59,7 @@ impl Default for TransportConfig {
             ws_default_generation: Generation::V1,
             max_inflight_sends: 64,
             max_bad_frames: 8,
+            metrics: None,
         }
     }
 }

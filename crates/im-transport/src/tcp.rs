@@ -39,6 +39,7 @@ pub async fn serve(transport: Arc<Transport>, listener: TcpListener) {
         }
         let Ok(permit) = Arc::clone(&transport.conn_limit).try_acquire_owned() else {
             tracing::warn!(%peer, "connection cap reached; refusing tcp connection");
+            crate::metrics::refused(TransportKind::Tcp);
             drop(stream);
             continue;
         };

@@ -127,6 +127,7 @@ async fn upgrade(
     }
     let Ok(permit) = Arc::clone(&transport.conn_limit).try_acquire_owned() else {
         tracing::warn!("connection cap reached; refusing websocket");
+        crate::metrics::refused(TransportKind::WebSocket);
         return Ok(plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many connections",

@@ -141,8 +141,8 @@ async fn within<T>(
 ) -> StoreResult<T> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r.map_err(map_redis),
-        Err(_) => Err(StoreError::Unavailable(format!(
+        Err(_) => Err(super::counted(StoreError::Unavailable(format!(
             "redis did not answer within {timeout:?}"
-        ))),
+        )))),
     }
 }

@@ -156,6 +156,32 @@ pub fn redact_url(url: &str) -> String {
 /// Maps a redis error: connection trouble and the transient server states
 /// (loading, failover, read-only replica) are retryable.
 pub(crate) fn map_redis(e: RedisError) -> StoreError {
+    counted(map_redis_uncounted(e))
+}
+
+/// Redis errors seen by the adapter, by kind (unavailable, other): every
+/// redis, pool and timeout error passes through [`counted`].
+pub const REDIS_ERRORS: &str = "im_redis_errors_total";
+
+/// Registers the description (`# HELP`) of this crate's metric.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        REDIS_ERRORS,
+        "Redis errors seen by the cache adapter, by kind (unavailable, other)"
+    );
+}
+
+pub(crate) fn counted(e: StoreError) -> StoreError {
+    let kind = match &e {
+        StoreError::Unavailable(_) => "unavailable",
+        StoreError::Conflict(_) => "conflict",
+        StoreError::Other(_) => "other",
+    };
+    metrics::counter!(REDIS_ERRORS, "kind" => kind).increment(1);
+    e
+}
+
+fn map_redis_uncounted(e: RedisError) -> StoreError {
     let transient = e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
@@ -180,9 +206,11 @@ pub(crate) fn map_redis(e: RedisError) -> StoreError {
 fn map_pool(e: PoolError) -> StoreError {
     match e {
         PoolError::Backend(e) => map_redis(e),
-        PoolError::Timeout(t) => StoreError::Unavailable(format!("redis pool timeout ({t:?})")),
-        PoolError::Closed => StoreError::Unavailable("redis pool closed".to_owned()),
-        other => StoreError::Other(format!("redis pool: {other}")),
+        PoolError::Timeout(t) => counted(StoreError::Unavailable(format!(
+            "redis pool timeout ({t:?})"
+        ))),
+        PoolError::Closed => counted(StoreError::Unavailable("redis pool closed".to_owned())),
+        other => counted(StoreError::Other(format!("redis pool: {other}"))),
     }
 }
 
@@ -281,10 +309,10 @@ impl Inner {
         };
         match tokio::time::timeout(self.opts.command_timeout, work).await {
             Ok(r) => r,
-            Err(_) => Err(StoreError::Unavailable(format!(
+            Err(_) => Err(counted(StoreError::Unavailable(format!(
                 "redis did not answer within {:?}",
                 self.opts.command_timeout
-            ))),
+            )))),
         }
     }
 

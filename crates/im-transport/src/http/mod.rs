@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
-use axum::http::header::{CONTENT_TYPE, HeaderValue};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -78,14 +78,24 @@ pub fn router(transport: Arc<Transport>) -> Router {
             Arc::from(&b"{}"[..])
         }
     };
+    let mut router = router.route(
+        "/openapi.json",
+        get(move || {
+            let json = Arc::clone(&json);
+            async move { openapi_json(&json) }
+        }),
+    );
+    // Not in the OpenAPI document: it is not part of the JSON API (plain
+    // text for Prometheus, no envelope), like /openapi.json itself.
+    if let Some(m) = &transport.cfg.metrics {
+        if m.is_plain_path() && !doc.paths.paths.contains_key(&m.path) && m.path != "/openapi.json"
+        {
+            router = router.route(&m.path, get(metrics_text));
+        } else {
+            tracing::error!(path = %m.path, "metrics path is not a plain path or collides with an API route; not served");
+        }
+    }
     router
-        .route(
-            "/openapi.json",
-            get(move || {
-                let json = Arc::clone(&json);
-                async move { openapi_json(&json) }
-            }),
-        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -95,7 +105,35 @@ pub fn router(transport: Arc<Transport>) -> Router {
         // A bug must not take the connection down with a text/plain reply:
         // it is logged and answered like any internal error.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .with_state(transport)
+}
+
+/// `GET /metrics` (or `metrics.path`): the Prometheus text of the
+/// installed recorder, after sampling the queue-depth gauges.
+async fn metrics_text(State(t): State<Arc<Transport>>, headers: HeaderMap) -> Response {
+    let Some(m) = &t.cfg.metrics else {
+        return not_found().await.into_response();
+    };
+    if !m.allows(headers.get(AUTHORIZATION).map(HeaderValue::as_bytes)) {
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "metrics need the configured bearer token",
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    im_service::metrics::sample(&t.services);
+    let body = (m.render)();
+    let mut r = body.into_response();
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
 }
 
 fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

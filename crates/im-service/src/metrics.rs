@@ -1,0 +1,163 @@
+//! The metrics of the service layer, recorded through the `metrics` facade.
+//!
+//! Without an installed recorder every call is a no-op, so library users pay
+//! nothing; the server binary installs the Prometheus recorder. Labels take
+//! values from small fixed sets only (never user, conversation or message
+//! ids), so the number of series stays bounded.
+
+use im_core::ConversationType;
+use im_core::command::Event;
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
+
+use crate::session::Services;
+
+/// Messages a sender submitted, after the writer answered:
+/// `kind` = single|group, `outcome` = stored|duplicate|failed.
+pub const MESSAGES_SENT: &str = "im_messages_sent_total";
+/// Sends refused before reaching the writer, by wire error `code` (numeric).
+pub const MESSAGES_REFUSED: &str = "im_messages_refused_total";
+/// Events queued to local sessions, by `event` (message, recall, read,
+/// typing, kick, presence).
+pub const PUSHES_ENQUEUED: &str = "im_pushes_enqueued_total";
+/// Events not queued because the session's outbound queue was full (the
+/// session is closed as a slow consumer).
+pub const PUSHES_DROPPED: &str = "im_pushes_dropped_total";
+/// Refused tokens and logins: `op` = token|login|refresh, `reason`.
+pub const AUTH_FAILURES: &str = "im_auth_failures_total";
+/// Messages per writer batch (one transaction).
+pub const WRITER_BATCH_SIZE: &str = "im_writer_batch_size";
+/// Time from handing a batch to the store until it committed or finally
+/// failed, retries included, in seconds.
+pub const WRITER_COMMIT_SECONDS: &str = "im_writer_commit_seconds";
+/// Writer batches that failed: `retryable` = true|false (after retries).
+pub const WRITER_BATCH_FAILURES: &str = "im_writer_batch_failures_total";
+/// Retries of writer batches after a retryable store error.
+pub const WRITER_RETRIES: &str = "im_writer_retries_total";
+/// Messages waiting in the writer queues (sampled when metrics are read).
+pub const WRITER_QUEUE_DEPTH: &str = "im_writer_queue_depth";
+/// Store errors that reached a service call, by `kind`
+/// (unavailable|conflict|other).
+pub const STORE_ERRORS: &str = "im_store_errors_total";
+/// Authenticated sessions on this node (sampled when metrics are read).
+pub const SESSIONS: &str = "im_sessions";
+/// Entries waiting in the cluster queue to other nodes (sampled).
+pub const CLUSTER_QUEUE_DEPTH: &str = "im_cluster_queue_depth";
+/// Remote pushes dropped by the cluster link: `reason` = queue_full|failed.
+pub const CLUSTER_DROPPED: &str = "im_cluster_dropped_total";
+/// Bus messages published to other nodes.
+pub const CLUSTER_PUBLISHED: &str = "im_cluster_bus_published_total";
+/// Bus messages received from other nodes.
+pub const CLUSTER_RECEIVED: &str = "im_cluster_bus_received_total";
+
+/// Registers the descriptions (`# HELP`) of this crate's metrics with the
+/// installed recorder. Call once after installing it.
+pub fn describe() {
+    describe_counter!(
+        MESSAGES_SENT,
+        "Sends answered by the writer, by conversation kind and outcome (stored, duplicate, failed)"
+    );
+    describe_counter!(
+        MESSAGES_REFUSED,
+        "Sends refused before the writer, by wire error code"
+    );
+    describe_counter!(
+        PUSHES_ENQUEUED,
+        "Events queued to local sessions' outbound queues, by event"
+    );
+    describe_counter!(
+        PUSHES_DROPPED,
+        "Events dropped because a session's outbound queue was full"
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        "Refused tokens and logins, by operation and reason"
+    );
+    describe_histogram!(
+        WRITER_BATCH_SIZE,
+        Unit::Count,
+        "Messages per writer batch (one transaction)"
+    );
+    describe_histogram!(
+        WRITER_COMMIT_SECONDS,
+        Unit::Seconds,
+        "Time to commit one writer batch, retries included"
+    );
+    describe_counter!(
+        WRITER_BATCH_FAILURES,
+        "Writer batches that failed, by whether the error was retryable"
+    );
+    describe_counter!(
+        WRITER_RETRIES,
+        "Retries of writer batches after retryable store errors"
+    );
+    describe_gauge!(
+        WRITER_QUEUE_DEPTH,
+        Unit::Count,
+        "Messages waiting in the writer queues"
+    );
+    describe_counter!(
+        STORE_ERRORS,
+        "Store errors that reached a service call, by kind"
+    );
+    describe_gauge!(SESSIONS, Unit::Count, "Authenticated sessions on this node");
+    describe_gauge!(
+        CLUSTER_QUEUE_DEPTH,
+        Unit::Count,
+        "Entries waiting in the queue to other nodes"
+    );
+    describe_counter!(
+        CLUSTER_DROPPED,
+        "Remote pushes dropped by the cluster link, by reason"
+    );
+    describe_counter!(CLUSTER_PUBLISHED, "Bus messages published to other nodes");
+    describe_counter!(CLUSTER_RECEIVED, "Bus messages received from other nodes");
+}
+
+/// Sets the gauges that are read from live state rather than kept up to
+/// date on the hot path: writer and cluster queue depths, sessions. Call it
+/// right before rendering.
+pub fn sample(services: &Services) {
+    let m = &services.messaging;
+    gauge!(WRITER_QUEUE_DEPTH).set(as_f64(m.writer.queued()));
+    let hub = m.hub();
+    gauge!(SESSIONS).set(as_f64(hub.session_count()));
+    if let Some(c) = hub.cluster() {
+        gauge!(CLUSTER_QUEUE_DEPTH).set(as_f64(c.queued()));
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // counts far below 2^52
+fn as_f64(n: usize) -> f64 {
+    n as f64
+}
+
+/// The `kind` label of a conversation type.
+pub(crate) fn conversation_kind(t: ConversationType) -> &'static str {
+    match t {
+        ConversationType::Single => "single",
+        ConversationType::Group => "group",
+        ConversationType::ChatRoom => "chat_room",
+        ConversationType::System => "system",
+    }
+}
+
+/// The `event` label of a push.
+pub(crate) fn event_name(e: &Event) -> &'static str {
+    match e {
+        Event::Message(_) => "message",
+        Event::Revoked { .. } => "recall",
+        Event::ReadReceipt { .. } => "read",
+        Event::Typing { .. } => "typing",
+        Event::KickOut { .. } => "kick",
+        Event::StatusChange(_) => "presence",
+    }
+}
+
+/// The `kind` label of a store error.
+pub(crate) fn store_error_kind(e: &im_core::StoreError) -> &'static str {
+    match e {
+        im_core::StoreError::Unavailable(_) => "unavailable",
+        im_core::StoreError::Conflict(_) => "conflict",
+        im_core::StoreError::Other(_) => "other",
+    }
+}
