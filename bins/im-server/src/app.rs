@@ -43,6 +43,8 @@ pub struct App {
     shutdown: CancellationToken,
     writer_tasks: JoinSet<()>,
     grace: Duration,
+    /// The Prometheus recorder's handle, with `metrics.enabled`.
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl std::fmt::Debug for App {
@@ -186,6 +188,12 @@ impl App {
                 "auth.allow_demo_tokens is on: demo_token_<user> logs in as anyone. Development only."
             );
         }
+        // First, so that errors while opening the stores are counted too.
+        let metrics = if config.metrics.enabled {
+            Some(crate::metrics::install()?)
+        } else {
+            None
+        };
         let store = open_store(&config).await?;
         let files = FileService::new(
             Arc::new(open_files(&config).await?),
@@ -255,12 +263,11 @@ impl App {
             .with_limits(Limits::new(limits_config(&config))),
         );
         let svc = Arc::clone(&services);
-        let transport = Transport::new(
-            services,
-            transport_config(&config),
-            health,
-            shutdown.clone(),
-        );
+        let mut transport_cfg = transport_config(&config);
+        transport_cfg.metrics = metrics
+            .as_ref()
+            .map(|h| crate::metrics::endpoint(&config.metrics, h.clone()));
+        let transport = Transport::new(services, transport_cfg, health, shutdown.clone());
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -282,6 +289,7 @@ impl App {
             shutdown,
             writer_tasks,
             grace: config.server.shutdown_timeout,
+            metrics,
         })
     }
 
@@ -300,6 +308,7 @@ impl App {
             shutdown,
             mut writer_tasks,
             grace,
+            metrics,
         } = self;
         let [http, ws, tcp] = listeners;
         let mut servers = JoinSet::new();
@@ -307,6 +316,9 @@ impl App {
         servers.spawn(im_transport::ws::serve(Arc::clone(&transport), ws));
         servers.spawn(im_transport::tcp::serve(Arc::clone(&transport), tcp));
         servers.spawn(purge_revocations(services, shutdown.clone()));
+        if let Some(handle) = metrics {
+            servers.spawn(crate::metrics::upkeep(handle, shutdown.clone()));
+        }
         tracing::info!(http = %addrs.http, ws = %addrs.ws, tcp = %addrs.tcp, "im-server listening");
         signal.await;
         tracing::info!("shutting down");

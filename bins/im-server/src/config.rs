@@ -123,6 +123,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub rate_limit: RateLimitConfig,
     pub files: FilesConfig,
+    pub metrics: MetricsConfig,
     /// The reference server's `connection` section. Accepted so its config
     /// file loads; it has no effect (the reference server never read it
     /// either). See [`ServerConfig`] and [`SessionConfig`] for our knobs.
@@ -755,6 +756,42 @@ impl Default for FilesConfig {
     }
 }
 
+/// Prometheus metrics (`metrics.*`), served on the HTTP port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve the metrics route (and record metrics at all).
+    pub enabled: bool,
+    /// Route of the Prometheus text, on the HTTP port.
+    #[serde(deserialize_with = "lenient::string")]
+    pub path: String,
+    /// When set, scrapes must send `Authorization: Bearer <token>`.
+    #[serde(deserialize_with = "lenient::opt_secret")]
+    pub token: Option<SecretString>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: "/metrics".to_owned(),
+            token: None,
+        }
+    }
+}
+
+/// Paths (and prefixes) the HTTP API serves itself: `metrics.path` must not
+/// fall under them.
+const API_PATHS: &[&str] = &[
+    "/api/",
+    "/messages/",
+    "/files/",
+    "/upload",
+    "/health",
+    "/ready",
+    "/openapi.json",
+];
+
 /// The reference server's `connection` section: accepted, never used.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -1218,6 +1255,38 @@ impl Config {
                 v.issue(
                     "files.public_base_url",
                     format!("must start with http:// or https://, got '{base}'"),
+                );
+            }
+        }
+        self.validate_metrics(v);
+    }
+
+    fn validate_metrics(&self, v: &mut Validator) {
+        let m = &self.metrics;
+        let p = m.path.as_str();
+        let charset = p
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'));
+        if !p.starts_with('/') || p.len() < 2 || p.len() > 128 || !charset || p.contains("//") {
+            v.issue(
+                "metrics.path",
+                format!("must be '/' followed by 1-127 characters of [A-Za-z0-9/_.-], got '{p}'"),
+            );
+        } else if let Some(taken) = API_PATHS
+            .iter()
+            .find(|a| p == a.trim_end_matches('/') || p.starts_with(*a))
+        {
+            v.issue(
+                "metrics.path",
+                format!("'{p}' collides with the HTTP API's {taken}"),
+            );
+        }
+        if let Some(t) = &m.token {
+            let t = t.expose_secret();
+            if t.is_empty() || t.len() > 1024 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                v.issue(
+                    "metrics.token",
+                    "must be 1-1024 printable ASCII characters without spaces".to_owned(),
                 );
             }
         }

@@ -367,6 +367,44 @@ logger:
 }
 
 #[test]
+fn metrics_keys_load_from_env_and_are_validated() {
+    Jail::expect_with(|jail| {
+        let c = Config::load(None).unwrap();
+        assert!(c.metrics.enabled);
+        assert_eq!(c.metrics.path, "/metrics");
+        assert!(c.metrics.token.is_none());
+
+        jail.set_env("IM_METRICS__ENABLED", "false");
+        jail.set_env("IM_METRICS__PATH", "/internal/metrics");
+        let c = Config::load(None).unwrap();
+        assert!(!c.metrics.enabled);
+        assert_eq!(c.metrics.path, "/internal/metrics");
+
+        for (path, expected) in [
+            ("metrics", "must be '/' followed by"),
+            ("/", "must be '/' followed by"),
+            ("/a b", "must be '/' followed by"),
+            ("/health", "collides with the HTTP API's /health"),
+            ("/api/metrics", "collides with the HTTP API's /api/"),
+        ] {
+            jail.set_env("IM_METRICS__PATH", path);
+            let text = error_text(Config::load(None));
+            assert!(
+                text.contains("metrics.path") && text.contains(expected),
+                "{path}: {text}"
+            );
+            assert!(text.contains("IM_METRICS__PATH"), "{text}");
+        }
+        jail.set_env("IM_METRICS__PATH", "/metrics");
+        jail.set_env("IM_METRICS__TOKEN", "has space");
+        let text = error_text(Config::load(None));
+        assert!(text.contains("metrics.token: must be"), "{text}");
+        assert!(!text.contains("has space"), "{text}");
+        Ok(())
+    });
+}
+
+#[test]
 fn typos_are_caught_with_a_hint() {
     Jail::expect_with(|jail| {
         let err = error_text(load_yaml(jail, "server:\n  http_prot: 9000\n"));
@@ -430,6 +468,7 @@ fn debug_output_never_shows_secrets() {
         jail.set_env("IM_DATABASE__PASSWORD", "db-password-XYZ");
         jail.set_env("IM_DATABASE__URL", "postgres://u:url-password-XYZ@h/db");
         jail.set_env("IM_REDIS__PASSWORD", "redis-password-XYZ");
+        jail.set_env("IM_METRICS__TOKEN", "metrics-token-XYZ");
         jail.set_env("IM_AUTH__JWT_SECRET", "jwt-secret-XYZ-0123456789abcdefghij");
         let c = load_yaml(jail, "database:\n  type: postgres\n").unwrap();
         let debug = format!("{c:?} {c:#?}");

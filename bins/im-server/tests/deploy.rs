@@ -449,7 +449,10 @@ fn prometheus_scrapes_metrics_on_the_http_port() {
         .iter()
         .find(|j| j["job_name"].as_str() == Some("im-server"))
         .unwrap();
-    assert_eq!(job["metrics_path"].as_str(), Some("/metrics"));
+    assert_eq!(
+        job["metrics_path"].as_str(),
+        Some(defaults().metrics.path.as_str())
+    );
     let port = format!(":{}", defaults().server.http_port);
     let targets = job["static_configs"][0]["targets"].as_sequence().unwrap();
     assert!(!targets.is_empty());
