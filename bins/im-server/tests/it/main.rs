@@ -12,6 +12,11 @@ mod bad_input_matrix;
 mod chaos;
 mod cluster;
 mod durability;
+mod embed;
+// The embedding example itself (its `main` is unused here).
+#[path = "../../examples/embed.rs"]
+#[allow(dead_code)]
+mod embed_example;
 mod files;
 mod http_api;
 mod lifecycle;
