@@ -180,7 +180,8 @@ pub(crate) async fn sync_all(c: &mut Client) -> BTreeMap<String, Vec<StoredMessa
 }
 
 /// A JSON HTTP call: `(status, body)`; every answer must be a JSON envelope
-/// whose `code` is the status on errors, with a stable `error` name.
+/// (`code`, `message`) whose `code` is the status on errors, with a stable
+/// `error` name and no trace of a panic or a source path.
 pub(crate) async fn call(
     s: &TestServer,
     method: &str,
@@ -201,9 +202,17 @@ pub(crate) async fn call(
     );
     let v: Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"));
+    assert!(
+        v["code"].is_i64() && v["message"].is_string(),
+        "{method} {path}: {v}"
+    );
     if status != 200 {
         assert_eq!(v["code"], json!(status), "{method} {path}: {v}");
         assert!(v["error"].is_string(), "{method} {path}: {v}");
+        assert!(
+            !text.contains("panicked") && !text.contains("src/"),
+            "{text}"
+        );
     }
     (status, v)
 }

@@ -6,11 +6,11 @@ use im_core::ErrorCode;
 use im_core::command::{Event, Reply};
 use serde_json::{Value, json};
 
+use crate::bad_input_matrix::call;
 use crate::messaging::http;
 use crate::{TestServer, WAIT, sent_ok};
 
-/// A JSON call: `(status, body)`. Every reply must be JSON with `code`
-/// and `message`.
+/// A JSON call with a JSON body (`Value::Null`: none); see [`call`].
 async fn api(
     s: &TestServer,
     method: &str,
@@ -18,36 +18,12 @@ async fn api(
     token: Option<&str>,
     body: Value,
 ) -> (u16, Value) {
-    let bearer;
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(t) = token {
-        bearer = format!("Bearer {t}");
-        headers.push(("Authorization", bearer.as_str()));
-    }
     let body = if body.is_null() {
         String::new()
     } else {
         body.to_string()
     };
-    let (status, head, text) = http(s.addrs.http, method, path, &headers, &body).await;
-    assert!(
-        head.contains("content-type: application/json"),
-        "{method} {path}: {head}"
-    );
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
-    assert!(
-        v["code"].is_i64() && v["message"].is_string(),
-        "{path}: {v}"
-    );
-    if status != 200 {
-        assert_eq!(v["code"], json!(status), "{path}: {v}");
-        assert!(v["error"].is_string(), "{path}: {v}");
-        assert!(
-            !text.contains("panicked") && !text.contains("src/"),
-            "{text}"
-        );
-    }
-    (status, v)
+    call(s, method, path, token, &body).await
 }
 
 async fn register_login(s: &TestServer, user: &str, platform: &str) -> Value {
