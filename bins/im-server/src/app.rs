@@ -315,7 +315,7 @@ impl App {
         servers.spawn(im_transport::http::serve(Arc::clone(&transport), http));
         servers.spawn(im_transport::ws::serve(Arc::clone(&transport), ws));
         servers.spawn(im_transport::tcp::serve(Arc::clone(&transport), tcp));
-        servers.spawn(purge_revocations(services, shutdown.clone()));
+        servers.spawn(purge_expired_state(services, shutdown.clone()));
         if let Some(handle) = metrics {
             servers.spawn(crate::metrics::upkeep(handle, shutdown.clone()));
         }
@@ -400,7 +400,7 @@ pub fn limits_config(c: &Config) -> LimitsConfig {
 
 /// Every hour, forgets revocations of tokens that have expired anyway;
 /// every minute, forgets rate-limit buckets that have refilled.
-async fn purge_revocations(services: Arc<Services>, shutdown: CancellationToken) {
+async fn purge_expired_state(services: Arc<Services>, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut minutes = 0u32;
