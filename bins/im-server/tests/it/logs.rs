@@ -34,6 +34,11 @@ async fn trace_logs_hold_no_secrets_or_contents() {
     backend
         .env
         .push(("IM_LOGGER__FORMAT".into(), "json".into()));
+    // Uploads go to the test's own directory, not the working directory.
+    backend.env.push((
+        "IM_FILES__DIR".into(),
+        dir.path().join("files").display().to_string(),
+    ));
     let server = Proc::start(&backend, &log).await;
 
     let password = "pw-4f1c9e-never-logged";
