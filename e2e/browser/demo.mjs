@@ -119,6 +119,8 @@ try {
   }
 
   log('alice opens a 1:1 with bob (bob shown online) and sends');
+  await alice.fill('#peer-id', 'bo');
+  await count(alice, '#peer-suggestions option[value="bob"]', 1); // user search
   await alice.fill('#peer-id', 'bob');
   await alice.press('#peer-id', 'Enter');
   await visible(withText(alice, '#chat-title', 'bob'));

@@ -682,6 +682,25 @@ $('new-chat').addEventListener('submit', async (ev) => {
   }
 });
 
+// Suggestions for the user id field: /api/user/search (id or nickname).
+let searchTimer = 0;
+$('peer-id').addEventListener('input', () => {
+  clearTimeout(searchTimer);
+  const keyword = $('peer-id').value.trim();
+  if (!keyword) { $('peer-suggestions').replaceChildren(); return; }
+  searchTimer = setTimeout(async () => {
+    try {
+      const users = await api('GET', `/api/user/search?keyword=${encodeURIComponent(keyword)}&limit=10`);
+      $('peer-suggestions').replaceChildren(...users.filter((u) => u.userID !== state.me).map((u) => {
+        const o = document.createElement('option');
+        o.value = u.userID;
+        o.label = u.nickname || u.userID;
+        return o;
+      }));
+    } catch { /* no suggestions */ }
+  }, 250);
+});
+
 $('new-group').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const name = $('group-name').value.trim() || 'group';
