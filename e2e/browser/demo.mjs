@@ -178,6 +178,23 @@ try {
   await visible(withText(alice, '#messages .msg.other .text', 'hi team'));
   await visible(withText(alice, '#messages .msg.own', 'hello team').locator('.state[data-state="read"]'));
 
+  log('alice invites carol to the group; carol gets its messages from then on');
+  {
+    const carol = await user('carol');
+    await register(carol, 'carol');
+    await alice.fill('#invite-id', 'carol');
+    await alice.press('#invite-id', 'Enter');
+    await count(alice, '#invite-id:placeholder-shown', 1); // cleared on success
+    await say(alice, 'welcome carol');
+    await visible(withText(carol, '#conversations li[data-conv^="group_"] .title', 'team'));
+    await visible(carol.locator('#conversations li[data-conv^="group_"] .badge:not(:empty)'));
+    await carol.click('#conversations li[data-conv^="group_"]');
+    await visible(withText(carol, '#messages .msg.other', 'welcome carol').locator('.from', { hasText: 'alice' }));
+    await visible(withText(bob, '#messages .msg.other .text', 'welcome carol'));
+    await carol.context().close();
+    delete pages.carol;
+  }
+
   log('bob reloads while alice sends; history syncs without duplicates');
   await alice.click(conv(ONE));
   await count(alice, '#messages .msg', 4);
@@ -202,7 +219,7 @@ try {
   const ids = await bob.locator('#messages .msg').evaluateAll((els) => els.map((e) => e.dataset.clientMsgId));
   if (new Set(ids).size !== ids.length) throw new Error(`duplicate messages: ${ids}`);
   await bob.click('#conversations li[data-conv^="group_"]');
-  await count(bob, '#messages .msg', 2);
+  await count(bob, '#messages .msg', 3);
 
   log('bob goes offline; alice sees the presence change');
   await visible(alice.locator('#chat-presence[data-presence="online"]'));
