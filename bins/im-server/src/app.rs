@@ -267,7 +267,6 @@ impl App {
         transport_cfg.metrics = metrics
             .as_ref()
             .map(|h| crate::metrics::endpoint(&config.metrics, h.clone()));
-        let transport = Transport::new(services, transport_cfg, health, shutdown.clone());
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -281,6 +280,14 @@ impl App {
             ws: ws.local_addr()?,
             tcp: tcp.local_addr()?,
         };
+        // The demo page is told the port the WS listener really bound.
+        transport_cfg.demo = config
+            .demo
+            .enabled
+            .then(|| im_transport::http::demo::DemoConfig {
+                ws_port: addrs.ws.port(),
+            });
+        let transport = Transport::new(services, transport_cfg, health, shutdown.clone());
         Ok(Self {
             transport,
             services: svc,

@@ -124,6 +124,7 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub files: FilesConfig,
     pub metrics: MetricsConfig,
+    pub demo: DemoConfig,
     /// The reference server's `connection` section. Accepted so its config
     /// file loads; it has no effect (the reference server never read it
     /// either). See [`ServerConfig`] and [`SessionConfig`] for our knobs.
@@ -780,6 +781,20 @@ impl Default for MetricsConfig {
     }
 }
 
+/// The browser demo chat (`demo.*`), served on the HTTP port at `/demo/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Serve the demo page (and redirect `/` to it).
+    pub enabled: bool,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
 /// Paths (and prefixes) the HTTP API serves itself: `metrics.path` must not
 /// fall under them.
 const API_PATHS: &[&str] = &[
@@ -790,6 +805,7 @@ const API_PATHS: &[&str] = &[
     "/health",
     "/ready",
     "/openapi.json",
+    "/demo/",
 ];
 
 /// The reference server's `connection` section: accepted, never used.

@@ -386,6 +386,8 @@ fn metrics_keys_load_from_env_and_are_validated() {
             ("/a b", "must be '/' followed by"),
             ("/health", "collides with the HTTP API's /health"),
             ("/api/metrics", "collides with the HTTP API's /api/"),
+            ("/demo", "collides with the HTTP API's /demo/"),
+            ("/demo/metrics", "collides with the HTTP API's /demo/"),
         ] {
             jail.set_env("IM_METRICS__PATH", path);
             let text = error_text(Config::load(None));
@@ -400,6 +402,29 @@ fn metrics_keys_load_from_env_and_are_validated() {
         let text = error_text(Config::load(None));
         assert!(text.contains("metrics.token: must be"), "{text}");
         assert!(!text.contains("has space"), "{text}");
+        Ok(())
+    });
+}
+
+#[test]
+fn demo_key_loads_from_yaml_and_env() {
+    Jail::expect_with(|jail| {
+        assert!(Config::load(None).unwrap().demo.enabled);
+        let c = load_yaml(jail, "demo:\n  enabled: false\n").unwrap();
+        assert!(!c.demo.enabled);
+        jail.set_env("IM_DEMO__ENABLED", "true");
+        assert!(
+            load_yaml(jail, "demo:\n  enabled: false\n")
+                .unwrap()
+                .demo
+                .enabled
+        );
+        jail.set_env("IM_DEMO__ENABLED", "maybe");
+        let text = error_text(Config::load(None));
+        assert!(text.contains("demo.enabled"), "{text}");
+        jail.set_env("IM_DEMO__ENABLED", "false");
+        let text = error_text(load_yaml(jail, "demo:\n  enable: true\n"));
+        assert!(text.contains("enable"), "{text}");
         Ok(())
     });
 }

@@ -45,6 +45,8 @@ pub struct TransportConfig {
     pub max_bad_frames: u32,
     /// The metrics route of the HTTP API; `None` serves no such route.
     pub metrics: Option<metrics::MetricsEndpoint>,
+    /// The browser demo at `/demo/` on the HTTP API; `None` serves none.
+    pub demo: Option<http::demo::DemoConfig>,
 }
 
 impl Default for TransportConfig {
@@ -60,6 +62,7 @@ impl Default for TransportConfig {
             max_inflight_sends: 64,
             max_bad_frames: 8,
             metrics: None,
+            demo: None,
         }
     }
 }

@@ -11,6 +11,7 @@ mod bad_input;
 mod bad_input_matrix;
 mod chaos;
 mod cluster;
+mod demo;
 mod durability;
 mod embed;
 // The embedding example itself (its `main` is unused here).

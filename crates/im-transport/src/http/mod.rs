@@ -7,6 +7,7 @@
 mod accounts;
 mod auth;
 mod conversations;
+pub mod demo;
 pub mod dto;
 mod error;
 mod files;
@@ -94,6 +95,9 @@ pub fn router(transport: Arc<Transport>) -> Router {
         } else {
             tracing::error!(path = %m.path, "metrics path is not a plain path or collides with an API route; not served");
         }
+    }
+    if let Some(d) = &transport.cfg.demo {
+        router = router.merge(demo::routes(d));
     }
     router
         .fallback(not_found)
