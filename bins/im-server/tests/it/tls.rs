@@ -321,15 +321,22 @@ async fn plaintext_and_garbage_on_tls_ports_are_refused_and_the_server_survives(
 
 #[tokio::test]
 async fn a_silent_client_is_closed_after_the_handshake_timeout_and_blocks_no_one() {
-    let s = TestServer::start_tls(|_| {}).await;
-    let timeouts = tls_failures(&s, "tcp", "timeout").await;
+    let timeout = Duration::from_secs(3);
+    let s = TestServer::start_tls(|c| c.tls.handshake_timeout = timeout).await;
+    let before: Vec<f64> = {
+        let mut v = Vec::new();
+        for t in ["http", "ws", "tcp"] {
+            v.push(tls_failures(&s, t, "timeout").await);
+        }
+        v
+    };
     // Connect and say nothing, on all three ports.
     let started = Instant::now();
     let mut silent = Vec::new();
     for addr in [s.addrs.http, s.addrs.ws, s.addrs.tcp] {
         silent.push(TcpStream::connect(addr).await.unwrap());
     }
-    // Meanwhile every listener accepts and serves others.
+    // Meanwhile every listener accepts and serves others...
     let mut w = Witness::new(&s).await;
     w.exchange("while silent clients wait").await;
     let (st, _, _) = s
@@ -339,7 +346,22 @@ async fn a_silent_client_is_closed_after_the_handshake_timeout_and_blocks_no_one
         .https(s.addrs.http, "GET", "/health", &[], "")
         .await;
     assert_eq!(st, 200);
-    // Then the silent ones are closed, not before the handshake timeout.
+    // ...while the silent ones are still waiting (a handshake in the accept
+    // loop would have held the others back until the silent ones timed out).
+    assert!(
+        started.elapsed() < timeout,
+        "serving others took {:?}",
+        started.elapsed()
+    );
+    for raw in &silent {
+        let mut buf = [0u8; 1];
+        let r = raw.try_read(&mut buf);
+        assert!(
+            matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a silent client was closed early: {r:?}"
+        );
+    }
+    // Then they are closed, not before the handshake timeout, and counted.
     for raw in &mut silent {
         let (closed, got) = closed_by_server(raw).await;
         assert!(closed, "silent client left open");
@@ -347,10 +369,12 @@ async fn a_silent_client_is_closed_after_the_handshake_timeout_and_blocks_no_one
     }
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(900),
+        waited >= timeout - Duration::from_millis(100),
         "closed after {waited:?}"
     );
-    assert!(tls_failures(&s, "tcp", "timeout").await > timeouts);
+    for (t, before) in ["http", "ws", "tcp"].into_iter().zip(before) {
+        assert!(tls_failures(&s, t, "timeout").await > before, "{t}");
+    }
     w.exchange("after silent clients").await;
     s.stop().await;
 }
