@@ -370,13 +370,22 @@ impl App {
                 .map(|x| x.acceptors.clone())
         };
         let (http_tls, ws_tls, tcp_tls) = (on(|x| x.http), on(|x| x.ws), on(|x| x.tcp));
-        let scheme = |tls: &Option<ServerTls>, plain: &'static str, secure: &'static str| {
-            if tls.is_some() { secure } else { plain }
+        let hup = sighup();
+        // The addresses stay bare `ip:port` (tests and tools parse them).
+        let secured: Vec<&str> = [("http", &http_tls), ("ws", &ws_tls), ("tcp", &tcp_tls)]
+            .into_iter()
+            .filter_map(|(name, t)| t.as_ref().map(|_| name))
+            .collect();
+        let tls_on = if secured.is_empty() {
+            "off".to_owned()
+        } else {
+            secured.join(",")
         };
         tracing::info!(
-            http = %format_args!("{}://{}", scheme(&http_tls, "http", "https"), addrs.http),
-            ws = %format_args!("{}://{}", scheme(&ws_tls, "ws", "wss"), addrs.ws),
-            tcp = %format_args!("{}://{}", scheme(&tcp_tls, "tcp", "tcp+tls"), addrs.tcp),
+            http = %addrs.http,
+            ws = %addrs.ws,
+            tcp = %addrs.tcp,
+            tls = %tls_on,
             "im-server listening"
         );
         match http_tls {
@@ -392,7 +401,10 @@ impl App {
             Some(a) => servers.spawn(im_transport::tcp::serve_tls(Arc::clone(&t), tcp, a)),
         };
         drop(t);
+        // Registered before the "listening" line: a SIGHUP from then on is
+        // handled, never the default (exit).
         servers.spawn(reload_on_sighup(
+            hup,
             tls.as_ref().map(|t| Arc::clone(&t.certs)),
             shutdown.clone(),
         ));
@@ -535,47 +547,63 @@ pub async fn migrate(c: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The SIGHUP listener (registering it replaces the default action, exit).
+#[cfg(unix)]
+fn sighup() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; nothing will be reloaded");
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn sighup() -> Option<()> {
+    None
+}
+
 /// On every SIGHUP, reads the TLS certificate and key files again (with
 /// `tls.enabled`); a failed reload keeps the certificate in use and says
 /// why. Without TLS a SIGHUP is logged and ignored (rather than ending the
 /// process, its default), so `systemctl reload` is always safe.
-async fn reload_on_sighup(certs: Option<Arc<CertStore>>, shutdown: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; nothing will be reloaded");
-                return;
-            }
+#[cfg(unix)]
+async fn reload_on_sighup(
+    hup: Option<tokio::signal::unix::Signal>,
+    certs: Option<Arc<CertStore>>,
+    shutdown: CancellationToken,
+) {
+    let Some(mut hup) = hup else { return };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        let Some(certs) = &certs else {
+            tracing::info!("SIGHUP: TLS is off, nothing to reload");
+            continue;
         };
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                got = hup.recv() => if got.is_none() { return },
-            }
-            let Some(certs) = &certs else {
-                tracing::info!("SIGHUP: TLS is off, nothing to reload");
-                continue;
-            };
-            match certs.reload() {
-                Ok(()) => tracing::info!(
-                    cert = %certs.cert_path().display(),
-                    "SIGHUP: TLS certificate reloaded; new connections use it"
-                ),
-                Err(e) => tracing::error!(
-                    error = %e,
-                    "SIGHUP: TLS certificate not reloaded; keeping the previous one"
-                ),
-            }
+        match certs.reload() {
+            Ok(()) => tracing::info!(
+                cert = %certs.cert_path().display(),
+                "SIGHUP: TLS certificate reloaded; new connections use it"
+            ),
+            Err(e) => tracing::error!(
+                error = %e,
+                "SIGHUP: TLS certificate not reloaded; keeping the previous one"
+            ),
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = certs;
-        shutdown.cancelled().await;
-    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(
+    _hup: Option<()>,
+    _certs: Option<Arc<CertStore>>,
+    _shutdown: CancellationToken,
+) {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -532,3 +532,170 @@ async fn start_up_refuses_missing_empty_mismatched_and_swapped_files() {
     .await;
     assert!(e.contains("cannot read the TLS certificate file"), "{e}");
 }
+
+/// The real binary, started with `env` (on port 0, in a temp dir), its
+/// stdout log lines on a channel; killed on drop.
+#[cfg(unix)]
+struct Process {
+    child: std::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    log: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+#[cfg(unix)]
+impl Process {
+    fn spawn(env: &[(&str, String)]) -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_im-server"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("IM_SERVER__HOST", "127.0.0.1")
+            .env("IM_SERVER__HTTP_PORT", "0")
+            .env("IM_SERVER__WS_PORT", "0")
+            .env("IM_SERVER__TCP_PORT", "0")
+            .env("IM_DATABASE__PATH", dir.path().join("im.db"))
+            .env("IM_FILES__DIR", dir.path().join("files"))
+            .env("IM_AUTH__JWT_SECRET", "e2e-test-secret")
+            .env("IM_LOGGER__FORMAT", "json");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            log: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    /// The first log line (from now on) containing `what`, within 20 s.
+    async fn wait_for(&mut self, what: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    self.log.push(line.clone());
+                    if line.contains(what) {
+                        return serde_json::from_str(&line).unwrap();
+                    }
+                }
+                Ok(None) => panic!(
+                    "the server exited before logging {what:?}:\n{}",
+                    self.log.join("\n")
+                ),
+                Err(_) => panic!("no {what:?} in the log:\n{}", self.log.join("\n")),
+            }
+        }
+    }
+
+    /// The addresses of the "im-server listening" line.
+    async fn addrs(&mut self) -> (SocketAddr, SocketAddr, SocketAddr, String) {
+        let v = self.wait_for("im-server listening").await;
+        let f = |k: &str| -> String {
+            v.get(k)
+                .or_else(|| v["fields"].get(k))
+                .and_then(Value::as_str)
+                .unwrap()
+                .to_owned()
+        };
+        (
+            f("http").parse().unwrap(),
+            f("ws").parse().unwrap(),
+            f("tcp").parse().unwrap(),
+            f("tls"),
+        )
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name}");
+    }
+
+    fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reloads_the_certificate_of_the_running_binary() {
+    let tls = TestTls::new();
+    let mut p = Process::spawn(&[
+        ("IM_TLS__ENABLED", "true".to_owned()),
+        ("IM_TLS__CERT_PATH", tls.cert_path.display().to_string()),
+        ("IM_TLS__KEY_PATH", tls.key_path.display().to_string()),
+    ]);
+    let (http, ws, tcp, on) = p.addrs().await;
+    assert_eq!(on, "http,ws,tcp");
+    let options = |ca: &TestCa| ClientOptions {
+        tls: Some(ca.client("localhost")),
+        ..ClientOptions::default()
+    };
+    Client::connect_tcp_with(tcp, options(&tls.ca))
+        .await
+        .unwrap();
+
+    let next = TestCa::new("renewed CA");
+    tls.write_leaf_of(&next);
+    p.signal("HUP");
+    p.wait_for("TLS certificate reloaded").await;
+    Client::connect_tcp_with(tcp, options(&next)).await.unwrap();
+    Client::connect_ws_with(ws, "/ws/v2", Generation::V2, options(&next))
+        .await
+        .unwrap();
+    tls_connect(http, next.roots(), "localhost").await.unwrap();
+    let e = Client::connect_tcp_with(tcp, options(&tls.ca))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Tls(_)), "{e:?}");
+
+    // Broken files: the error is logged, the renewed certificate stays.
+    std::fs::write(&tls.key_path, "not a key").unwrap();
+    p.signal("HUP");
+    let v = p.wait_for("TLS certificate not reloaded").await;
+    assert!(v.to_string().contains("key.pem"), "{v}");
+    assert!(p.is_running());
+    Client::connect_tcp_with(tcp, options(&next)).await.unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_without_tls_is_logged_and_harmless() {
+    let mut p = Process::spawn(&[]);
+    let (http, _, _, on) = p.addrs().await;
+    assert_eq!(on, "off");
+    p.signal("HUP");
+    p.wait_for("nothing to reload").await;
+    assert!(p.is_running());
+    let (st, _, _) = crate::messaging::http(http, "GET", "/health", &[], "").await;
+    assert_eq!(st, 200);
+}
