@@ -98,7 +98,13 @@ impl TcpConn {
 
     /// Writes raw bytes (for bad-input tests).
     pub(crate) async fn write_bytes(&mut self, bytes: &[u8], deadline: Deadline) -> Result<()> {
-        match timeout_at(deadline.at, self.stream.write_all(bytes)).await {
+        // Flushed: over TLS a write that met a full socket leaves records in
+        // rustls until then (a no-op on a plain socket).
+        let write = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        match timeout_at(deadline.at, write).await {
             Ok(r) => r.map_err(from_io),
             Err(_) => Err(deadline.expired("TCP write")),
         }

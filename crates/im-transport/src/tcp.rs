@@ -159,9 +159,15 @@ async fn writer<W: AsyncWrite + Unpin>(
         // here with its buffers.
         // (Biased: what fits in the socket is still written after a close,
         // e.g. the error reply that preceded it.)
+        // The flush matters for TLS: a write that met a full socket leaves
+        // records in rustls until flushed (a no-op on a plain socket).
+        let write = async {
+            wr.write_all(&out).await?;
+            wr.flush().await
+        };
         let written = tokio::select! {
             biased;
-            r = wr.write_all(&out) => r.is_ok(),
+            r = write => r.is_ok(),
             () = close.cancelled() => false,
         };
         if !written {

@@ -257,6 +257,36 @@ async fn https_wss_and_tcp_tls_carry_the_real_protocol() {
 }
 
 #[tokio::test]
+async fn a_reader_that_lagged_behind_gets_every_push_over_tls() {
+    // Enough to fill the socket buffers while bob does not read, so the
+    // server's TLS writes meet a full socket and must resume (every record
+    // that rustls held back must still go out).
+    const N: usize = 300;
+    let s = TestServer::start_tls(|c| c.rate_limit.enabled = false).await;
+    let mut alice = s.tcp("alice").await;
+    let mut bob = s.tcp("bob").await;
+    let filler = "x".repeat(60 * 1024);
+    for i in 0..N {
+        let r = alice
+            .send_text(
+                "single_alice_bob",
+                &format!("c-{i}"),
+                &format!("{i} {filler}"),
+            )
+            .await
+            .unwrap();
+        crate::sent_ok(&r);
+    }
+    for i in 0..N {
+        let (text, _) = crate::next_text(&mut bob)
+            .await
+            .unwrap_or_else(|| panic!("push {i} of {N} did not arrive"));
+        assert!(text.starts_with(&format!("{i} ")), "push {i}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn plaintext_and_garbage_on_tls_ports_are_refused_and_the_server_survives() {
     let s = TestServer::start_tls(|_| {}).await;
     let mut w = Witness::new(&s).await;
