@@ -270,11 +270,20 @@ impl SplitStream for TlsStream<TcpStream> {
     }
 }
 
+/// Bytes reserved for a read into an empty buffer of a TLS stream.
+const IDLE_TLS_READ: usize = 256;
+
 impl ReadSome for ReadHalf<TlsStream<TcpStream>> {
     /// A TLS stream cannot say "readable" before decrypting, so room is
-    /// reserved while waiting (rustls keeps buffers of its own anyway).
+    /// reserved while waiting: little while nothing is pending (an idle
+    /// connection, or the first bytes of a burst), a full chunk in the
+    /// middle of a frame.
     async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        buf.reserve(READ_CHUNK);
+        buf.reserve(if buf.is_empty() {
+            IDLE_TLS_READ
+        } else {
+            READ_CHUNK
+        });
         self.read_buf(buf).await
     }
 }
