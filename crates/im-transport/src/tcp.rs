@@ -46,19 +46,23 @@ async fn serve_with(transport: Arc<Transport>, listener: TcpListener, tls: Optio
             drop(stream);
             continue;
         };
+        let _ = stream.set_nodelay(true);
         let t = Arc::clone(&transport);
-        let tls = tls.clone();
-        transport.tracker.spawn(async move {
-            let _ = stream.set_nodelay(true);
-            match tls {
-                None => run(t, stream, permit).await,
-                Some(tls) => {
+        // Two task types: a plain connection's task never holds room for
+        // a handshake (rustls' connection state is large).
+        match &tls {
+            None => {
+                transport.tracker.spawn(run(t, stream, permit));
+            }
+            Some(tls) => {
+                let tls = tls.clone();
+                transport.tracker.spawn(async move {
                     if let Some(stream) = tls.accept_tcp(&t, stream).await {
                         run(t, stream, permit).await;
                     }
-                }
+                });
             }
-        });
+        }
     }
 }
 
