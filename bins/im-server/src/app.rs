@@ -18,6 +18,7 @@ use im_service::{
     AccountConfig, ClusterConfig, FileService, Hub, JwtAuth, Limits, LimitsConfig, MessageWriter,
     MessagingService, Ports, Rate, ServiceConfig, Services,
 };
+use im_transport::tls::{CertStore, ServerTls};
 use im_transport::{Transport, TransportConfig};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -45,6 +46,46 @@ pub struct App {
     grace: Duration,
     /// The Prometheus recorder's handle, with `metrics.enabled`.
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// With `tls.enabled`: the certificate, its acceptors, and which
+    /// listeners use them.
+    tls: Option<Tls>,
+}
+
+/// The TLS side of a built server.
+struct Tls {
+    certs: Arc<CertStore>,
+    acceptors: ServerTls,
+    http: bool,
+    ws: bool,
+    tcp: bool,
+}
+
+/// Loads the certificate and key of `tls.*` (failing with the file and the
+/// problem named) and builds the acceptors.
+fn load_tls(c: &Config) -> anyhow::Result<Option<Tls>> {
+    let t = &c.tls;
+    if !t.enabled {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&t.cert_path, &t.key_path) else {
+        anyhow::bail!("tls.enabled is true but tls.cert_path or tls.key_path is not set");
+    };
+    let certs = CertStore::load(cert, key).context("loading the TLS certificate (tls.*)")?;
+    let acceptors = ServerTls::new(certs.clone(), t.handshake_timeout)?;
+    tracing::info!(
+        cert = %cert.display(),
+        http = t.http,
+        ws = t.ws,
+        tcp = t.tcp,
+        "TLS enabled"
+    );
+    Ok(Some(Tls {
+        certs,
+        acceptors,
+        http: t.http,
+        ws: t.ws,
+        tcp: t.tcp,
+    }))
 }
 
 impl std::fmt::Debug for App {
@@ -188,6 +229,8 @@ impl App {
                 "auth.allow_demo_tokens is on: demo_token_<user> logs in as anyone. Development only."
             );
         }
+        // Before anything is opened: a bad certificate is a config error.
+        let tls = load_tls(&config)?;
         // First, so that errors while opening the stores are counted too.
         let metrics = if config.metrics.enabled {
             Some(crate::metrics::install()?)
@@ -286,6 +329,7 @@ impl App {
             .enabled
             .then(|| im_transport::http::demo::DemoConfig {
                 ws_port: addrs.ws.port(),
+                ws_tls: config.tls.on_ws(),
             });
         let transport = Transport::new(services, transport_cfg, health, shutdown.clone());
         Ok(Self {
@@ -297,11 +341,18 @@ impl App {
             writer_tasks,
             grace: config.server.shutdown_timeout,
             metrics,
+            tls,
         })
     }
 
     pub fn local_addrs(&self) -> LocalAddrs {
         self.addrs
+    }
+
+    /// The TLS certificate in use (with `tls.enabled`): its
+    /// [`CertStore::reload`] is what SIGHUP does.
+    pub fn tls_certs(&self) -> Option<Arc<CertStore>> {
+        self.tls.as_ref().map(|t| Arc::clone(&t.certs))
     }
 
     /// Serves until `signal` resolves, then stops accepting, lets open
@@ -316,17 +367,59 @@ impl App {
             mut writer_tasks,
             grace,
             metrics,
+            tls,
         } = self;
         let [http, ws, tcp] = listeners;
         let mut servers = JoinSet::new();
-        servers.spawn(im_transport::http::serve(Arc::clone(&transport), http));
-        servers.spawn(im_transport::ws::serve(Arc::clone(&transport), ws));
-        servers.spawn(im_transport::tcp::serve(Arc::clone(&transport), tcp));
+        let t = Arc::clone(&transport);
+        let on = |pick: fn(&Tls) -> bool| {
+            tls.as_ref()
+                .filter(|x| pick(x))
+                .map(|x| x.acceptors.clone())
+        };
+        let (http_tls, ws_tls, tcp_tls) = (on(|x| x.http), on(|x| x.ws), on(|x| x.tcp));
+        let hup = sighup();
+        // The addresses stay bare `ip:port` (tests and tools parse them).
+        let secured: Vec<&str> = [("http", &http_tls), ("ws", &ws_tls), ("tcp", &tcp_tls)]
+            .into_iter()
+            .filter_map(|(name, t)| t.as_ref().map(|_| name))
+            .collect();
+        let tls_on = if secured.is_empty() {
+            "off".to_owned()
+        } else {
+            secured.join(",")
+        };
+        tracing::info!(
+            http = %addrs.http,
+            ws = %addrs.ws,
+            tcp = %addrs.tcp,
+            tls = %tls_on,
+            "im-server listening"
+        );
+        match http_tls {
+            None => servers.spawn(im_transport::http::serve(Arc::clone(&t), http)),
+            Some(a) => servers.spawn(im_transport::http::serve_tls(Arc::clone(&t), http, a)),
+        };
+        match ws_tls {
+            None => servers.spawn(im_transport::ws::serve(Arc::clone(&t), ws)),
+            Some(a) => servers.spawn(im_transport::ws::serve_tls(Arc::clone(&t), ws, a)),
+        };
+        match tcp_tls {
+            None => servers.spawn(im_transport::tcp::serve(Arc::clone(&t), tcp)),
+            Some(a) => servers.spawn(im_transport::tcp::serve_tls(Arc::clone(&t), tcp, a)),
+        };
+        drop(t);
+        // Registered before the "listening" line: a SIGHUP from then on is
+        // handled, never the default (exit).
+        servers.spawn(reload_on_sighup(
+            hup,
+            tls.as_ref().map(|t| Arc::clone(&t.certs)),
+            shutdown.clone(),
+        ));
         servers.spawn(purge_expired_state(services, shutdown.clone()));
         if let Some(handle) = metrics {
             servers.spawn(crate::metrics::upkeep(handle, shutdown.clone()));
         }
-        tracing::info!(http = %addrs.http, ws = %addrs.ws, tcp = %addrs.tcp, "im-server listening");
         signal.await;
         tracing::info!("shutting down");
         // One budget for the whole stop: listeners, open connections, then
@@ -460,6 +553,65 @@ pub async fn migrate(c: &Config) -> anyhow::Result<()> {
         tracing::info!(database = %c.database.kind, ?applied, "migrations applied");
     }
     Ok(())
+}
+
+/// The SIGHUP listener (registering it replaces the default action, exit).
+#[cfg(unix)]
+fn sighup() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; nothing will be reloaded");
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn sighup() -> Option<()> {
+    None
+}
+
+/// On every SIGHUP, reads the TLS certificate and key files again (with
+/// `tls.enabled`); a failed reload keeps the certificate in use and says
+/// why. Without TLS a SIGHUP is logged and ignored (rather than ending the
+/// process, its default), so `systemctl reload` is always safe.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    hup: Option<tokio::signal::unix::Signal>,
+    certs: Option<Arc<CertStore>>,
+    shutdown: CancellationToken,
+) {
+    let Some(mut hup) = hup else { return };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        let Some(certs) = &certs else {
+            tracing::info!("SIGHUP: TLS is off, nothing to reload");
+            continue;
+        };
+        match certs.reload() {
+            Ok(()) => tracing::info!(
+                cert = %certs.cert_path().display(),
+                "SIGHUP: TLS certificate reloaded; new connections use it"
+            ),
+            Err(e) => tracing::error!(
+                error = %e,
+                "SIGHUP: TLS certificate not reloaded; keeping the previous one"
+            ),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(
+    _hup: Option<()>,
+    _certs: Option<Arc<CertStore>>,
+    _shutdown: CancellationToken,
+) {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -125,6 +125,7 @@ pub struct Config {
     pub files: FilesConfig,
     pub metrics: MetricsConfig,
     pub demo: DemoConfig,
+    pub tls: TlsConfig,
     /// The reference server's `connection` section. Accepted so its config
     /// file loads; it has no effect (the reference server never read it
     /// either). See [`ServerConfig`] and [`SessionConfig`] for our knobs.
@@ -795,6 +796,59 @@ impl Default for DemoConfig {
     }
 }
 
+/// Native TLS (`tls.*`): rustls on the listeners chosen by `http`, `ws`
+/// and `tcp`, with one certificate (chain) and key from PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Serve TLS at all; false = every listener is plain.
+    pub enabled: bool,
+    /// PEM file: the server's certificate first, then the intermediates.
+    #[serde(deserialize_with = "lenient::opt_path")]
+    pub cert_path: Option<PathBuf>,
+    /// PEM file: the private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    #[serde(deserialize_with = "lenient::opt_path")]
+    pub key_path: Option<PathBuf>,
+    /// HTTPS on `server.http_port`.
+    pub http: bool,
+    /// WSS on `server.ws_port`.
+    pub ws: bool,
+    /// TLS on `server.tcp_port`.
+    pub tcp: bool,
+    /// A connection whose TLS handshake takes longer is closed.
+    #[serde(deserialize_with = "duration::human")]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            cert_path: None,
+            key_path: None,
+            http: true,
+            ws: true,
+            tcp: true,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Whether the HTTP listener speaks TLS.
+    pub fn on_http(&self) -> bool {
+        self.enabled && self.http
+    }
+    /// Whether the WebSocket listener speaks TLS.
+    pub fn on_ws(&self) -> bool {
+        self.enabled && self.ws
+    }
+    /// Whether the TCP listener speaks TLS.
+    pub fn on_tcp(&self) -> bool {
+        self.enabled && self.tcp
+    }
+}
+
 /// Paths (and prefixes) the HTTP API serves itself: `metrics.path` must not
 /// fall under them.
 const API_PATHS: &[&str] = &[
@@ -1275,6 +1329,36 @@ impl Config {
             }
         }
         self.validate_metrics(v);
+        self.validate_tls(v);
+    }
+
+    fn validate_tls(&self, v: &mut Validator) {
+        let t = &self.tls;
+        v.positive("tls.handshake_timeout", t.handshake_timeout);
+        if !t.enabled {
+            return;
+        }
+        for (key, path) in [
+            ("tls.cert_path", &t.cert_path),
+            ("tls.key_path", &t.key_path),
+        ] {
+            if path.is_none() {
+                v.issue(
+                    key,
+                    format!(
+                        "must be set when tls.enabled is true (a PEM file; or {})",
+                        env_var_name(key)
+                    ),
+                );
+            }
+        }
+        if !(t.http || t.ws || t.tcp) {
+            v.issue(
+                "tls.enabled",
+                "is true but tls.http, tls.ws and tls.tcp are all false: no listener would use TLS"
+                    .to_owned(),
+            );
+        }
     }
 
     fn validate_metrics(&self, v: &mut Validator) {

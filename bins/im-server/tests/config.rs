@@ -430,6 +430,57 @@ fn demo_key_loads_from_yaml_and_env() {
 }
 
 #[test]
+fn tls_keys_default_off_load_from_env_and_are_validated() {
+    Jail::expect_with(|jail| {
+        let c = Config::load(None).unwrap();
+        assert!(!c.tls.enabled);
+        assert!(!c.tls.on_http() && !c.tls.on_ws() && !c.tls.on_tcp());
+        assert!(c.tls.http && c.tls.ws && c.tls.tcp);
+        assert_eq!(
+            (c.tls.cert_path.as_deref(), c.tls.key_path.as_deref()),
+            (None, None)
+        );
+        assert_eq!(c.tls.handshake_timeout, Duration::from_secs(10));
+
+        jail.set_env("IM_TLS__ENABLED", "true");
+        jail.set_env("IM_TLS__TCP", "false");
+        let e = error_text(Config::load(None));
+        assert!(
+            e.contains("tls.cert_path: must be set when tls.enabled is true")
+                && e.contains("IM_TLS__CERT_PATH"),
+            "{e}"
+        );
+        assert!(e.contains("tls.key_path: must be set"), "{e}");
+
+        jail.set_env("IM_TLS__CERT_PATH", "/etc/im-server/tls/fullchain.pem");
+        jail.set_env("IM_TLS__KEY_PATH", "/etc/im-server/tls/key.pem");
+        jail.set_env("IM_TLS__HANDSHAKE_TIMEOUT", "3s");
+        let c = Config::load(None).unwrap();
+        assert!(c.tls.on_http() && c.tls.on_ws() && !c.tls.on_tcp());
+        assert_eq!(
+            c.tls.cert_path.as_deref(),
+            Some(Path::new("/etc/im-server/tls/fullchain.pem"))
+        );
+        assert_eq!(c.tls.handshake_timeout, Duration::from_secs(3));
+
+        jail.set_env("IM_TLS__HTTP", "false");
+        jail.set_env("IM_TLS__WS", "false");
+        jail.set_env("IM_TLS__HANDSHAKE_TIMEOUT", "0");
+        let e = error_text(Config::load(None));
+        assert!(e.contains("no listener would use TLS"), "{e}");
+        assert!(
+            e.contains("tls.handshake_timeout: must be longer than 0s")
+                && e.contains("IM_TLS__HANDSHAKE_TIMEOUT"),
+            "{e}"
+        );
+        jail.set_env("IM_TLS__HANDSHAKE_TIMEOUT", "10");
+        let e = error_text(Config::load(None));
+        assert!(e.contains("tls.handshake_timeout"), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
 fn typos_are_caught_with_a_hint() {
     Jail::expect_with(|jail| {
         let err = error_text(load_yaml(jail, "server:\n  http_prot: 9000\n"));

@@ -19,6 +19,11 @@ pub enum ClientError {
         /// What went wrong.
         message: String,
     },
+    /// TLS could not be set up: the handshake failed (the server's
+    /// certificate is not trusted or not valid for the name, the server
+    /// does not speak TLS) or the TLS settings are unusable.
+    #[error("TLS error: {0}")]
+    Tls(String),
     /// The server sent something the protocol does not allow: a bad TCP
     /// header, an undecodable envelope or body, a text frame, an oversized
     /// frame. A bad TCP header desynchronises the stream, so it is reported

@@ -16,6 +16,8 @@
 //! * Raw writers ([`Client::send_raw`], [`Client::send_ws_binary`],
 //!   [`Client::send_ws_text`], [`Client::send_tcp_bytes`]) exist for
 //!   bad-input tests, and [`Client::closed`] observes the server hanging up.
+//! * TLS (`wss://`, TCP over TLS): set [`ClientOptions::tls`] to a
+//!   [`ClientTls`] with the roots to trust and the server's name.
 //! * Server pings are answered automatically (unless
 //!   [`ClientOptions::auto_pong`] is off), even while nobody is reading.
 //!
@@ -37,6 +39,7 @@
 mod deadline;
 mod error;
 mod tcp;
+mod tls;
 mod ws;
 
 use std::collections::VecDeque;
@@ -55,6 +58,10 @@ use crate::tcp::TcpConn;
 use crate::ws::WsConn;
 
 pub use crate::error::{ClientError, Result};
+pub use crate::tls::ClientTls;
+/// The rustls the client is built with (for [`ClientTls`]'s root store
+/// and config types).
+pub use rustls;
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -72,6 +79,9 @@ pub struct ClientOptions {
     /// Most events and unclaimed replies kept queued; one more is a
     /// [`ClientError::Protocol`] (read your events). Default 65 536.
     pub max_queued: usize,
+    /// Speak TLS (`wss://`, TCP over TLS) with these roots and server
+    /// name. Default `None`: plain TCP.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -81,6 +91,7 @@ impl Default for ClientOptions {
             auto_pong: true,
             max_frame_bytes: (1 << 20) + 64,
             max_queued: 1 << 16,
+            tls: None,
         }
     }
 }
@@ -166,6 +177,7 @@ impl Client {
         let conn = WsConn::connect(
             addr,
             path,
+            options.tls.as_ref(),
             deadline,
             options.max_frame_bytes,
             options.auto_pong,
@@ -182,7 +194,13 @@ impl Client {
     /// [`Client::connect_tcp`] with explicit options.
     pub async fn connect_tcp_with(addr: SocketAddr, options: ClientOptions) -> Result<Self> {
         let deadline = Deadline::after(options.timeout);
-        let conn = TcpConn::connect(addr, deadline, options.max_frame_bytes).await?;
+        let conn = TcpConn::connect(
+            addr,
+            options.tls.as_ref(),
+            deadline,
+            options.max_frame_bytes,
+        )
+        .await?;
         Ok(Self::new(Conn::Tcp(conn), Generation::V2, options))
     }
 

@@ -1,4 +1,5 @@
-//! TCP v2 transport: 16-byte header packets (sdk-contract.md §3).
+//! TCP v2 transport: 16-byte header packets (sdk-contract.md §3), over
+//! plain TCP or TLS.
 //!
 //! Reads go straight from the socket into one `BytesMut`; `read_buf` is
 //! cancel-safe, so a read may sit under a timeout and be resumed later
@@ -9,18 +10,18 @@ use std::net::SocketAddr;
 use bytes::BytesMut;
 use im_protocol::tcp::{decode_packet, encode_packet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout_at;
 
 use crate::Inbound;
 use crate::deadline::Deadline;
 use crate::error::{ClientError, Result, from_io};
+use crate::tls::{ClientTls, Purpose, Stream};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 8 * 1024;
 
 pub(crate) struct TcpConn {
-    stream: TcpStream,
+    stream: Stream,
     rbuf: BytesMut,
     wbuf: BytesMut,
     max_body: usize,
@@ -29,14 +30,11 @@ pub(crate) struct TcpConn {
 impl TcpConn {
     pub(crate) async fn connect(
         addr: SocketAddr,
+        tls: Option<&ClientTls>,
         deadline: Deadline,
         max_body: usize,
     ) -> Result<Self> {
-        let stream = match timeout_at(deadline.at, TcpStream::connect(addr)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(deadline.expired("TCP connect")),
-        };
-        stream.set_nodelay(true)?;
+        let stream = crate::tls::connect(addr, tls, Purpose::Tcp, deadline).await?;
         Ok(Self {
             stream,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
@@ -100,7 +98,13 @@ impl TcpConn {
 
     /// Writes raw bytes (for bad-input tests).
     pub(crate) async fn write_bytes(&mut self, bytes: &[u8], deadline: Deadline) -> Result<()> {
-        match timeout_at(deadline.at, self.stream.write_all(bytes)).await {
+        // Flushed: over TLS a write that met a full socket leaves records in
+        // rustls until then (a no-op on a plain socket).
+        let write = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        match timeout_at(deadline.at, write).await {
             Ok(r) => r.map_err(from_io),
             Err(_) => Err(deadline.expired("TCP write")),
         }

@@ -22,13 +22,13 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use im_protocol::ws::{decode_envelope, encode_envelope};
 use tokio::io::WriteHalf;
-use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::timeout_at;
 
 use crate::deadline::Deadline;
 use crate::error::{ClientError, Result, from_io};
+use crate::tls::{ClientTls, Purpose};
 use crate::{CloseInfo, Inbound};
 
 type Writer = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
@@ -59,20 +59,17 @@ impl Drop for WsConn {
 }
 
 impl WsConn {
-    /// TCP connect, HTTP/1.1 upgrade on `path` (e.g. `/ws/v2`, `/ws?v=1`),
-    /// then the reader task.
+    /// TCP connect (and TLS handshake with `tls`), HTTP/1.1 upgrade on
+    /// `path` (e.g. `/ws/v2`, `/ws?v=1`), then the reader task.
     pub(crate) async fn connect(
         addr: SocketAddr,
         path: &str,
+        tls: Option<&ClientTls>,
         deadline: Deadline,
         max_message: usize,
         auto_pong: bool,
     ) -> Result<Self> {
-        let stream = match timeout_at(deadline.at, TcpStream::connect(addr)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(deadline.expired("TCP connect")),
-        };
-        stream.set_nodelay(true)?;
+        let stream = crate::tls::connect(addr, tls, Purpose::WebSocket, deadline).await?;
         let req = Request::builder()
             .method("GET")
             .uri(path)

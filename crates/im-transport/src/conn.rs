@@ -1,6 +1,9 @@
-//! What WebSocket and TCP connections share: the per-session dispatch of
-//! decoded frames and the encoding of outbound items.
+//! What WebSocket and TCP connections share: accepting, the byte streams
+//! (plain or TLS), the per-session dispatch of decoded frames and the
+//! encoding of outbound items.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -11,7 +14,11 @@ use im_protocol::DecodeError;
 use im_service::queue;
 use im_service::session::{TransportKind, ViewerCell, viewer_cell};
 use im_service::{Dispatched, Outbound, SessionCtx};
+use tokio::io::{AsyncReadExt, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::Transport;
@@ -187,6 +194,97 @@ impl Session {
     pub(crate) fn finish(mut self) {
         self.ctx.on_close(&self.transport.services);
         self.close.cancel();
+    }
+}
+
+/// The next accepted TCP connection of `listener`, or `None` once shutdown
+/// is signalled. Accept errors (EMFILE and friends) back off briefly
+/// instead of spinning.
+pub(crate) async fn accept(
+    transport: &Transport,
+    listener: &TcpListener,
+    kind: &'static str,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            () = transport.shutdown.cancelled() => return None,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok(x) => return Some(x),
+            Err(e) => {
+                tracing::warn!(error = %e, kind, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// A connection's byte stream (plain TCP or TLS over TCP), split into the
+/// half its read loop owns and the half its writer task owns.
+pub(crate) trait SplitStream: Send + 'static {
+    type Read: ReadSome;
+    type Write: AsyncWrite + Send + Unpin + 'static;
+    fn split_stream(self) -> (Self::Read, Self::Write);
+}
+
+/// The read half of a [`SplitStream`].
+pub(crate) trait ReadSome: Send + Unpin + 'static {
+    /// Waits for bytes and appends what has arrived to `buf`; 0 at end of
+    /// stream.
+    fn read_some(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
+}
+
+/// Bytes reserved for one read.
+const READ_CHUNK: usize = 4096;
+
+impl SplitStream for TcpStream {
+    type Read = OwnedReadHalf;
+    type Write = OwnedWriteHalf;
+    fn split_stream(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        self.into_split()
+    }
+}
+
+impl ReadSome for OwnedReadHalf {
+    /// Waits until the socket is readable and only then reserves room, so
+    /// an idle plain connection holds no read buffer.
+    async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            self.readable().await?;
+            buf.reserve(READ_CHUNK);
+            match self.try_read_buf(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl SplitStream for TlsStream<TcpStream> {
+    type Read = ReadHalf<TlsStream<TcpStream>>;
+    type Write = WriteHalf<TlsStream<TcpStream>>;
+    fn split_stream(self) -> (Self::Read, Self::Write) {
+        tokio::io::split(self)
+    }
+}
+
+/// Bytes reserved for a read into an empty buffer of a TLS stream.
+const IDLE_TLS_READ: usize = 256;
+
+impl ReadSome for ReadHalf<TlsStream<TcpStream>> {
+    /// A TLS stream cannot say "readable" before decrypting, so room is
+    /// reserved while waiting: little while nothing is pending (an idle
+    /// connection, or the first bytes of a burst), a full chunk in the
+    /// middle of a frame.
+    async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        buf.reserve(if buf.is_empty() {
+            IDLE_TLS_READ
+        } else {
+            READ_CHUNK
+        });
+        self.read_buf(buf).await
     }
 }
 

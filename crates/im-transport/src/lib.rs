@@ -5,11 +5,17 @@
 //! drains the session's bounded outbound queue, coalescing whatever is ready
 //! into one write. The transport knows wire formats and sockets; the use
 //! cases live in `im-service`.
+//!
+//! Each listener runs plain (`http::serve`, `ws::serve`, `tcp::serve`) or
+//! over TLS (`http::serve_tls`, `ws::serve_tls`, `tcp::serve_tls` with a
+//! [`tls::ServerTls`]); the connection code is the same, generic over the
+//! stream.
 
 mod conn;
 pub mod http;
 pub mod metrics;
 pub mod tcp;
+pub mod tls;
 pub mod ws;
 
 use std::sync::Arc;

@@ -2,7 +2,8 @@
 //! server installs a recorder) and the `/metrics` endpoint, which renders
 //! whatever recorder the server chose through a [`MetricsEndpoint`].
 //!
-//! Labels are bounded: the transport (`tcp`, `ws`), the HTTP method, the
+//! Labels are bounded: the transport (`tcp`, `ws`, and `http` for TLS
+//! handshakes), the TLS failure reason, the HTTP method, the
 //! matched route template (never the raw path) and the status code.
 
 use std::sync::Arc;
@@ -22,6 +23,10 @@ pub const CONNECTIONS_ACCEPTED: &str = "im_connections_accepted_total";
 pub const CONNECTIONS_CLOSED: &str = "im_connections_closed_total";
 /// Socket connections refused at the connection cap, by `transport`.
 pub const CONNECTIONS_REFUSED: &str = "im_connections_refused_total";
+/// TLS handshakes that failed, by `transport` (http, ws, tcp) and `reason`
+/// (`timeout`, `protocol`: not TLS or refused by either side, `io`: the
+/// connection broke).
+pub const TLS_HANDSHAKE_FAILURES: &str = "im_tls_handshake_failures_total";
 /// HTTP requests answered, by `method`, `route` (the route template, or
 /// `unmatched`) and `status`.
 pub const HTTP_REQUESTS: &str = "im_http_requests_total";
@@ -48,6 +53,10 @@ pub fn describe() {
         "Socket connections refused at server.max_connections, by transport"
     );
     describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes that failed, by transport and reason (timeout, protocol, io)"
+    );
+    describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests answered, by method, route template and status"
     );
@@ -67,7 +76,18 @@ pub(crate) fn transport_label(kind: TransportKind) -> &'static str {
 
 /// Counts a connection refused at the cap.
 pub(crate) fn refused(kind: TransportKind) {
-    counter!(CONNECTIONS_REFUSED, "transport" => transport_label(kind)).increment(1);
+    refused_label(transport_label(kind));
+}
+
+/// Counts a connection refused at the cap, by label (`http` is refused only
+/// while its TLS handshake would hold a slot).
+pub(crate) fn refused_label(transport: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "transport" => transport).increment(1);
+}
+
+/// Counts a failed TLS handshake.
+pub(crate) fn tls_handshake_failed(transport: &'static str, reason: &'static str) {
+    counter!(TLS_HANDSHAKE_FAILURES, "transport" => transport, "reason" => reason).increment(1);
 }
 
 /// Held by a connection's session for its whole life: counts the accept,

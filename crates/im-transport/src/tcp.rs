@@ -1,4 +1,6 @@
-//! The TCP listener (:8082): 16-byte header + bare protobuf body, v2 only.
+//! The TCP listener (:8082): 16-byte header + bare protobuf body, v2 only,
+//! over plain TCP ([`serve`]) or TLS ([`serve_tls`]): one connection loop
+//! for both, generic over the stream.
 
 use std::sync::Arc;
 
@@ -8,32 +10,33 @@ use im_protocol::tcp::{decode_packet, encode_packet};
 use im_service::Outbound;
 use im_service::queue;
 use im_service::session::{TransportKind, ViewerCell};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Transport;
-use crate::conn::{Flow, MAX_COALESCE, MAX_COALESCE_BYTES, Session, admit, encode_outbound};
+use crate::conn::{
+    Flow, MAX_COALESCE, MAX_COALESCE_BYTES, ReadSome, Session, SplitStream, accept, admit,
+    encode_outbound,
+};
+use crate::tls::ServerTls;
 
 /// Accepts TCP connections until shutdown.
 pub async fn serve(transport: Arc<Transport>, listener: TcpListener) {
-    loop {
-        let accepted = tokio::select! {
-            () = transport.shutdown.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "tcp accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                continue;
-            }
-        };
+    serve_with(transport, listener, None).await;
+}
+
+/// [`serve`] with TLS: every connection does its TLS handshake (in its own
+/// task, within the handshake timeout, holding a connection slot) before
+/// the first packet.
+pub async fn serve_tls(transport: Arc<Transport>, listener: TcpListener, tls: ServerTls) {
+    serve_with(transport, listener, Some(tls)).await;
+}
+
+async fn serve_with(transport: Arc<Transport>, listener: TcpListener, tls: Option<ServerTls>) {
+    while let Some((stream, peer)) = accept(&transport, &listener, "tcp").await {
         if !admit(&transport, peer, "tcp") {
             continue;
         }
@@ -43,16 +46,28 @@ pub async fn serve(transport: Arc<Transport>, listener: TcpListener) {
             drop(stream);
             continue;
         };
+        let _ = stream.set_nodelay(true);
         let t = Arc::clone(&transport);
-        transport.tracker.spawn(async move {
-            run(t, stream, permit).await;
-        });
+        // Two task types: a plain connection's task never holds room for
+        // a handshake (rustls' connection state is large).
+        match &tls {
+            None => {
+                transport.tracker.spawn(run(t, stream, permit));
+            }
+            Some(tls) => {
+                let tls = tls.clone();
+                transport.tracker.spawn(async move {
+                    if let Some(stream) = tls.accept_tcp(&t, stream).await {
+                        run(t, stream, permit).await;
+                    }
+                });
+            }
+        }
     }
 }
 
-async fn run(transport: Arc<Transport>, stream: TcpStream, permit: OwnedSemaphorePermit) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, wr) = stream.into_split();
+async fn run<S: SplitStream>(transport: Arc<Transport>, stream: S, permit: OwnedSemaphorePermit) {
+    let (mut rd, wr) = stream.split_stream();
     let (mut session, out_rx) =
         Session::new(Arc::clone(&transport), Generation::V2, TransportKind::Tcp);
     transport.tracker.spawn(writer(
@@ -95,7 +110,7 @@ async fn run(transport: Arc<Transport>, stream: TcpStream, permit: OwnedSemaphor
         }
         tokio::select! {
             () = session.close.cancelled() => break,
-            r = tokio::time::timeout_at(deadline, read_some(&mut rd, &mut buf)) => match r {
+            r = tokio::time::timeout_at(deadline, rd.read_some(&mut buf)) => match r {
                 Ok(Ok(0)) | Ok(Err(_)) => break,
                 Ok(Ok(_)) => {}
                 Err(_) => {
@@ -109,29 +124,8 @@ async fn run(transport: Arc<Transport>, stream: TcpStream, permit: OwnedSemaphor
     drop(permit);
 }
 
-/// Bytes reserved for one read.
-const READ_CHUNK: usize = 4096;
-
-/// Waits until the socket is readable, then reads what is there into
-/// `buf` (reserving only then, so idle connections hold no buffer).
-/// Returns 0 at end of stream.
-async fn read_some(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
-    buf: &mut BytesMut,
-) -> std::io::Result<usize> {
-    loop {
-        rd.readable().await?;
-        buf.reserve(READ_CHUNK);
-        match rd.try_read_buf(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-async fn writer(
-    mut wr: OwnedWriteHalf,
+async fn writer<W: AsyncWrite + Unpin>(
+    mut wr: W,
     mut rx: queue::Receiver<Outbound>,
     viewer: ViewerCell,
     close: CancellationToken,
@@ -169,9 +163,15 @@ async fn writer(
         // here with its buffers.
         // (Biased: what fits in the socket is still written after a close,
         // e.g. the error reply that preceded it.)
+        // The flush matters for TLS: a write that met a full socket leaves
+        // records in rustls until flushed (a no-op on a plain socket).
+        let write = async {
+            wr.write_all(&out).await?;
+            wr.flush().await
+        };
         let written = tokio::select! {
             biased;
-            r = wr.write_all(&out) => r.is_ok(),
+            r = write => r.is_ok(),
             () = close.cancelled() => false,
         };
         if !written {

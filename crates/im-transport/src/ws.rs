@@ -1,5 +1,7 @@
 //! The WebSocket listener (:8081): `/ws` (default generation, or `?v=1|2`),
 //! `/ws/v1` and `/ws/v2`. One binary frame carries one `WebSocketMessage`.
+//! Plain ([`serve`]) or over TLS ([`serve_tls`], `wss://`): after the
+//! upgrade both are the same connection loop over hyper's `Upgraded`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,14 +20,17 @@ use im_protocol::ws::{decode_envelope, encode_envelope};
 use im_service::Outbound;
 use im_service::queue;
 use im_service::session::{TransportKind, ViewerCell};
-use tokio::io::{BufWriter, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter, WriteHalf};
 use tokio::net::TcpListener;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Transport;
-use crate::conn::{Flow, MAX_COALESCE, MAX_COALESCE_BYTES, Session, admit, encode_outbound};
+use crate::conn::{
+    Flow, MAX_COALESCE, MAX_COALESCE_BYTES, Session, accept, admit, encode_outbound,
+};
+use crate::tls::ServerTls;
 
 type Io = TokioIo<Upgraded>;
 type WsWrite = fastwebsockets::WebSocketWrite<BufWriter<WriteHalf<Io>>>;
@@ -74,35 +79,57 @@ fn plain(status: StatusCode, msg: &'static str) -> Response<Full<Bytes>> {
 
 /// Accepts WebSocket connections until shutdown.
 pub async fn serve(transport: Arc<Transport>, listener: TcpListener) {
-    loop {
-        let accepted = tokio::select! {
-            () = transport.shutdown.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "ws accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                continue;
-            }
-        };
+    serve_with(transport, listener, None).await;
+}
+
+/// [`serve`] with TLS (`wss://`): every connection does its TLS handshake
+/// (in its own task, within the handshake timeout, holding a connection
+/// slot until it ends) before the HTTP upgrade.
+pub async fn serve_tls(transport: Arc<Transport>, listener: TcpListener, tls: ServerTls) {
+    serve_with(transport, listener, Some(tls)).await;
+}
+
+async fn serve_with(transport: Arc<Transport>, listener: TcpListener, tls: Option<ServerTls>) {
+    while let Some((stream, peer)) = accept(&transport, &listener, "ws").await {
         if !admit(&transport, peer, "ws") {
             continue;
         }
         let _ = stream.set_nodelay(true);
         let t = Arc::clone(&transport);
+        let Some(tls) = tls.clone() else {
+            transport.tracker.spawn(serve_http1(t, stream));
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&transport.conn_limit).try_acquire_owned() else {
+            tracing::warn!(%peer, "connection cap reached; refusing websocket TLS handshake");
+            crate::metrics::refused(TransportKind::WebSocket);
+            drop(stream);
+            continue;
+        };
         transport.tracker.spawn(async move {
-            let svc = service_fn(move |req| upgrade(Arc::clone(&t), req));
-            let conn = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "ws http connection ended with error");
+            let stream = tls.accept_http(&t, stream, "ws").await;
+            // The upgrade takes a slot of its own.
+            drop(permit);
+            if let Some(stream) = stream {
+                serve_http1(t, stream).await;
             }
         });
+    }
+}
+
+/// Serves the HTTP/1.1 upgrade request(s) of one connection.
+async fn serve_http1<S>(transport: Arc<Transport>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let svc = service_fn(move |req| upgrade(Arc::clone(&transport), req));
+    let conn = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "ws http connection ended with error");
     }
 }
 

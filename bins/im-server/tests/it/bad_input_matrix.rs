@@ -195,7 +195,10 @@ pub(crate) async fn call(
         bearer = format!("Bearer {t}");
         headers.push(("Authorization", bearer.as_str()));
     }
-    let (status, head, text) = http(s.addrs.http, method, path, &headers, body).await;
+    let (status, head, text) = match &s.tls {
+        None => http(s.addrs.http, method, path, &headers, body).await,
+        Some(tls) => tls.https(s.addrs.http, method, path, &headers, body).await,
+    };
     assert!(
         head.contains("content-type: application/json"),
         "{method} {path}: {head}"

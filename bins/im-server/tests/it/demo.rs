@@ -88,6 +88,7 @@ async fn the_page_is_served_with_its_policy_and_learns_the_real_ws_port() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["wsPort"], s.addrs.ws.port());
     assert_eq!(v["wsPath"], "/ws/v2");
+    assert_eq!(v["wsTls"], false);
 
     let (head, _) = get(s.addrs.http, "/").await;
     assert!(head.starts_with("http/1.1 307"), "{head}");

@@ -24,6 +24,7 @@ mod lifecycle;
 mod logs;
 mod messaging;
 mod overload;
+mod tls;
 
 use std::time::Duration;
 
@@ -42,6 +43,11 @@ pub const QUIET: Duration = Duration::from_millis(300);
 pub struct TestServer {
     pub addrs: LocalAddrs,
     pub config: Config,
+    /// With TLS on every listener ([`TestServer::start_tls`]): the test
+    /// CA, and the certificate store the server uses. `tcp()`, `ws()` and
+    /// `bad_input_matrix::call` then speak TLS.
+    pub tls: Option<tls::TestTls>,
+    pub certs: Option<std::sync::Arc<im_transport::tls::CertStore>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -72,6 +78,7 @@ impl TestServer {
         tweak(&mut config);
         let app = App::build(config.clone()).await.unwrap();
         let addrs = app.local_addrs();
+        let certs = app.tls_certs();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -79,6 +86,8 @@ impl TestServer {
         Self {
             addrs,
             config,
+            tls: None,
+            certs,
             stop: Some(tx),
             task: Some(task),
             _dir: dir,
@@ -103,8 +112,31 @@ impl TestServer {
         }
     }
 
+    /// Starts a server with TLS on all three listeners (a fresh test CA),
+    /// after `tweak`.
+    pub async fn start_tls(tweak: impl FnOnce(&mut Config)) -> Self {
+        let tls = tls::TestTls::new();
+        let mut s = Self::start_with(|c| {
+            tls.configure(c);
+            tweak(c);
+        })
+        .await;
+        s.tls = Some(tls);
+        s
+    }
+
+    /// Options of a client of this server (TLS when it serves TLS).
+    pub fn client_options(&self) -> im_client::ClientOptions {
+        im_client::ClientOptions {
+            tls: self.tls.as_ref().map(tls::TestTls::client),
+            ..im_client::ClientOptions::default()
+        }
+    }
+
     pub async fn tcp(&self, user: &str) -> Client {
-        let mut c = Client::connect_tcp(self.addrs.tcp).await.unwrap();
+        let mut c = Client::connect_tcp_with(self.addrs.tcp, self.client_options())
+            .await
+            .unwrap();
         assert_auth_ok(c.auth(user, &self.token(user), "iOS").await.unwrap());
         c
     }
@@ -114,7 +146,7 @@ impl TestServer {
             Generation::V1 => "/ws/v1",
             Generation::V2 => "/ws/v2",
         };
-        let mut c = Client::connect_ws(self.addrs.ws, path, generation)
+        let mut c = Client::connect_ws_with(self.addrs.ws, path, generation, self.client_options())
             .await
             .unwrap();
         assert_auth_ok(c.auth(user, &self.token(user), platform).await.unwrap());

@@ -343,8 +343,22 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    http_on(stream, method, path, headers, body).await
+}
+
+/// [`http`] on an open stream (plain or TLS).
+pub async fn http_on<S>(
+    mut stream: S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -355,8 +369,9 @@ pub async fn http(
     req.push_str("\r\n");
     req.push_str(body);
     stream.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
     let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, head.to_ascii_lowercase(), body.to_owned())

@@ -304,7 +304,9 @@ function setPresence(s) {
 // ------------------------------------------------------------------ socket
 
 function wsUrl() {
-  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  // The server says whether its WS listener speaks TLS (tls.ws); a page
+  // served over https cannot open a plain ws: socket (mixed content).
+  const scheme = state.cfg.wsTls ? 'wss:' : 'ws:';
   return `${scheme}//${location.hostname}:${state.cfg.wsPort}${state.cfg.wsPath}`;
 }
 

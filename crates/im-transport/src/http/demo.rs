@@ -29,8 +29,11 @@ pub const WS_PATH: &str = "/ws/v2";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DemoConfig {
     /// The port of the WebSocket listener (the page connects to the host it
-    /// was loaded from, on this port: `wss:` when the page came over https).
+    /// was loaded from, on this port).
     pub ws_port: u16,
+    /// Whether that listener speaks TLS (`wss:`); the page does not guess it
+    /// from its own scheme, since HTTP and WS have separate TLS switches.
+    pub ws_tls: bool,
 }
 
 /// Scripts, styles and images from this origin only; no inline code, no
@@ -101,9 +104,9 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(cfg: &DemoConfig) -> Rout
         )
 }
 
-/// `{"wsPort": …, "wsPath": "/ws/v2"}`.
+/// `{"wsPort": …, "wsPath": "/ws/v2", "wsTls": …}`.
 fn config_json(cfg: &DemoConfig) -> String {
-    serde_json::json!({ "wsPort": cfg.ws_port, "wsPath": WS_PATH }).to_string()
+    serde_json::json!({ "wsPort": cfg.ws_port, "wsPath": WS_PATH, "wsTls": cfg.ws_tls }).to_string()
 }
 
 /// The headers every demo response carries.
@@ -176,7 +179,10 @@ mod tests {
     }
 
     fn router() -> Router {
-        routes(&DemoConfig { ws_port: 18081 })
+        routes(&DemoConfig {
+            ws_port: 18081,
+            ws_tls: false,
+        })
     }
 
     fn header<'a>(r: &'a Response, name: &axum::http::HeaderName) -> &'a str {
@@ -258,7 +264,10 @@ mod tests {
         assert_eq!(header(&resp, &CACHE_CONTROL), "no-store");
         assert_eq!(header(&resp, &CONTENT_SECURITY_POLICY), CSP);
         let v: serde_json::Value = serde_json::from_slice(&body(resp).await).unwrap();
-        assert_eq!(v, serde_json::json!({"wsPort": 18081, "wsPath": "/ws/v2"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"wsPort": 18081, "wsPath": "/ws/v2", "wsTls": false})
+        );
     }
 
     #[tokio::test]

@@ -33,6 +33,7 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::tls::ServedOverTls;
 use super::{ApiError, AuthUser, Data};
 use crate::Transport;
 
@@ -88,9 +89,10 @@ fn is_multipart(headers: &HeaderMap) -> bool {
         })
 }
 
-/// `http[s]://host[:port]` from `Host` (and `X-Forwarded-Proto: https`),
-/// when the host is a plausible authority; None otherwise.
-fn request_origin(headers: &HeaderMap) -> Option<String> {
+/// `http[s]://host[:port]` from `Host`, when the host is a plausible
+/// authority; None otherwise. `https` when the request came over TLS
+/// (`over_tls`) or through a proxy that says `X-Forwarded-Proto: https`.
+fn request_origin(headers: &HeaderMap, over_tls: bool) -> Option<String> {
     let host = headers.get(axum::http::header::HOST)?.to_str().ok()?.trim();
     let plausible = !host.is_empty()
         && host.len() <= 255
@@ -100,10 +102,11 @@ fn request_origin(headers: &HeaderMap) -> Option<String> {
     if !plausible {
         return None;
     }
-    let https = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let https = over_tls
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
     Some(format!("{}://{host}", if https { "https" } else { "http" }))
 }
 
@@ -136,7 +139,8 @@ async fn upload(
     if owner.is_none() && !files.config().anonymous_upload {
         return Err(FileError::AuthRequired.into());
     }
-    let origin = request_origin(req.headers());
+    let over_tls = req.extensions().get::<ServedOverTls>().is_some();
+    let origin = request_origin(req.headers(), over_tls);
     let multipart = is_multipart(req.headers());
     let meta = if multipart {
         let limit = files
@@ -476,19 +480,30 @@ mod tests {
     #[test]
     fn origin_from_host_and_forwarded_proto() {
         let mut h = HeaderMap::new();
-        assert_eq!(super::request_origin(&h), None);
+        assert_eq!(super::request_origin(&h, false), None);
+        assert_eq!(super::request_origin(&h, true), None);
         h.insert("host", HeaderValue::from_static("chat.example.com:8080"));
         assert_eq!(
-            super::request_origin(&h).as_deref(),
+            super::request_origin(&h, false).as_deref(),
             Some("http://chat.example.com:8080")
+        );
+        // Served over TLS: https, whatever a client-sent header says.
+        assert_eq!(
+            super::request_origin(&h, true).as_deref(),
+            Some("https://chat.example.com:8080")
+        );
+        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        assert_eq!(
+            super::request_origin(&h, true).as_deref(),
+            Some("https://chat.example.com:8080")
         );
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         assert_eq!(
-            super::request_origin(&h).as_deref(),
+            super::request_origin(&h, false).as_deref(),
             Some("https://chat.example.com:8080")
         );
         h.insert("host", HeaderValue::from_static("evil.com/x?y"));
-        assert_eq!(super::request_origin(&h), None);
+        assert_eq!(super::request_origin(&h, true), None);
     }
 
     use super::*;

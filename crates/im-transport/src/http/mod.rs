@@ -18,6 +18,7 @@ pub mod fuzzing;
 mod groups;
 mod openapi;
 mod sync;
+mod tls;
 mod users;
 
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ pub use self::error::{
     ApiError, ApiJson, ApiOk, ApiOkEmpty, ApiPath, ApiQuery, ApiResult, Data, Envelope, ErrorBody,
     QueryOrBody, ok, ok_empty,
 };
+pub use self::tls::serve_tls;
 use crate::Transport;
 
 #[derive(Serialize, ToSchema)]
