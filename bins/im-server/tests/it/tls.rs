@@ -137,6 +137,13 @@ impl TestTls {
     }
 }
 
+/// `GET /health` over HTTPS answers 200: the HTTPS listener still serves.
+async fn assert_https_health(s: &TestServer) {
+    let tls = s.tls.as_ref().unwrap();
+    let (st, _, body) = tls.https(s.addrs.http, "GET", "/health", &[], "").await;
+    assert_eq!(st, 200, "{body}");
+}
+
 async fn tls_connect(
     addr: SocketAddr,
     roots: RootCertStore,
@@ -321,13 +328,7 @@ async fn plaintext_and_garbage_on_tls_ports_are_refused_and_the_server_survives(
         "{got:?}"
     );
     w.exchange("plain http").await;
-    let (st, _, _) = s
-        .tls
-        .as_ref()
-        .unwrap()
-        .https(s.addrs.http, "GET", "/health", &[], "")
-        .await;
-    assert_eq!(st, 200);
+    assert_https_health(&s).await;
 
     // Plain WebSocket upgrade on the WSS port.
     let e = Client::connect_ws(s.addrs.ws, "/ws/v2", Generation::V2)
@@ -378,13 +379,7 @@ async fn a_silent_client_is_closed_after_the_handshake_timeout_and_blocks_no_one
     // Meanwhile every listener accepts and serves others...
     let mut w = Witness::new(&s).await;
     w.exchange("while silent clients wait").await;
-    let (st, _, _) = s
-        .tls
-        .as_ref()
-        .unwrap()
-        .https(s.addrs.http, "GET", "/health", &[], "")
-        .await;
-    assert_eq!(st, 200);
+    assert_https_health(&s).await;
     // ...while the silent ones are still waiting (a handshake in the accept
     // loop would have held the others back until the silent ones timed out).
     assert!(

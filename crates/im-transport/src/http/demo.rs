@@ -49,59 +49,64 @@ struct Asset {
     content_type: &'static str,
 }
 
-const INDEX: Asset = Asset {
-    body: include_bytes!("../../assets/demo/index.html"),
-    content_type: "text/html; charset=utf-8",
-};
-const APP_JS: Asset = Asset {
-    body: include_bytes!("../../assets/demo/app.js"),
-    content_type: "text/javascript; charset=utf-8",
-};
-const PROTO_JS: Asset = Asset {
-    body: include_bytes!("../../assets/demo/proto.js"),
-    content_type: "text/javascript; charset=utf-8",
-};
-const STYLE_CSS: Asset = Asset {
-    body: include_bytes!("../../assets/demo/style.css"),
-    content_type: "text/css; charset=utf-8",
-};
+/// The embedded files, by path.
+const ASSETS: [(&str, Asset); 4] = [
+    (
+        DEMO_PATH,
+        Asset {
+            body: include_bytes!("../../assets/demo/index.html"),
+            content_type: "text/html; charset=utf-8",
+        },
+    ),
+    (
+        "/demo/app.js",
+        Asset {
+            body: include_bytes!("../../assets/demo/app.js"),
+            content_type: "text/javascript; charset=utf-8",
+        },
+    ),
+    (
+        "/demo/proto.js",
+        Asset {
+            body: include_bytes!("../../assets/demo/proto.js"),
+            content_type: "text/javascript; charset=utf-8",
+        },
+    ),
+    (
+        "/demo/style.css",
+        Asset {
+            body: include_bytes!("../../assets/demo/style.css"),
+            content_type: "text/css; charset=utf-8",
+        },
+    ),
+];
 
 /// The demo's routes (any router state: they need none).
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>(cfg: &DemoConfig) -> Router<S> {
     let config = config_json(cfg);
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(|| async { Redirect::temporary(DEMO_PATH) }))
-        .route("/demo", get(|| async { Redirect::temporary(DEMO_PATH) }))
-        .route(
-            DEMO_PATH,
-            get(|h: HeaderMap| async move { serve(&INDEX, &h) }),
-        )
-        .route(
-            "/demo/app.js",
-            get(|h: HeaderMap| async move { serve(&APP_JS, &h) }),
-        )
-        .route(
-            "/demo/proto.js",
-            get(|h: HeaderMap| async move { serve(&PROTO_JS, &h) }),
-        )
-        .route(
-            "/demo/style.css",
-            get(|h: HeaderMap| async move { serve(&STYLE_CSS, &h) }),
-        )
-        .route(
-            "/demo/config.json",
-            get(move || {
-                let body = config.clone();
-                async move {
-                    let mut r = body.into_response();
-                    let h = r.headers_mut();
-                    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    secure(h);
-                    r
-                }
-            }),
-        )
+        .route("/demo", get(|| async { Redirect::temporary(DEMO_PATH) }));
+    for (path, asset) in &ASSETS {
+        router = router.route(
+            path,
+            get(move |h: HeaderMap| async move { serve(asset, &h) }),
+        );
+    }
+    router.route(
+        "/demo/config.json",
+        get(move || {
+            let body = config.clone();
+            async move {
+                let mut r = body.into_response();
+                let h = r.headers_mut();
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                secure(h);
+                r
+            }
+        }),
+    )
 }
 
 /// `{"wsPort": …, "wsPath": "/ws/v2", "wsTls": …}`.
@@ -292,7 +297,8 @@ mod tests {
 
     #[test]
     fn the_page_loads_only_its_own_files_and_no_inline_script() {
-        let html = std::str::from_utf8(INDEX.body).unwrap();
+        let asset = |path: &str| ASSETS.iter().find(|(p, _)| *p == path).unwrap().1.body;
+        let html = std::str::from_utf8(asset(DEMO_PATH)).unwrap();
         assert!(html.contains(r#"<script type="module" src="app.js"></script>"#));
         assert!(html.contains(r#"<link rel="stylesheet" href="style.css">"#));
         assert!(!html.contains("http://") && !html.contains("https://"));
@@ -301,7 +307,7 @@ mod tests {
             !html.contains(" style="),
             "inline styles are refused by the CSP"
         );
-        for js in [APP_JS.body, PROTO_JS.body] {
+        for js in [asset("/demo/app.js"), asset("/demo/proto.js")] {
             let js = std::str::from_utf8(js).unwrap();
             assert!(
                 !js.contains("innerHTML"),
