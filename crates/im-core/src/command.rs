@@ -114,7 +114,7 @@ pub enum Request {
         end_seq: i64,
         count: i32,
     },
-    /// v1 SYNC_REQ (300) over the socket: by the per-user inbox cursor.
+    /// v1 SYNC_REQ (300) over the socket: by the per-user (opaque) sync cursor.
     SyncInbox {
         min_seq: i64,
         max_seq: i64,
@@ -211,7 +211,7 @@ pub enum Reply {
         end_seq: i64,
         has_more: bool,
     },
-    /// v1 socket sync by inbox cursor: `server_max_seq` is the next cursor.
+    /// v1 socket sync by the per-user cursor: `server_max_seq` is the next cursor.
     SyncInbox {
         code: ErrorCode,
         msg: String,

@@ -57,7 +57,8 @@ pub struct NewMessage {
     pub server_time: i64,
     /// Opaque application data (a JSON object for v1 `extra` maps).
     pub extra: String,
-    /// Everyone who gets this message in their inbox (sender included).
+    /// Everyone the message is pushed to (sender included); for 1:1
+    /// messages also who becomes a member of the conversation on append.
     pub participants: Vec<UserId>,
 }
 

@@ -28,22 +28,25 @@ pub struct ConversationHead {
     pub max_seq: i64,
 }
 
-/// One entry of a user's inbox: the per-user change cursor and the message.
+/// One entry of a user's v1 sync stream: the message and its cursor (opaque
+/// to clients: increasing in commit order, not contiguous per user).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxEntry {
     pub cursor: i64,
     pub message: StoredMessage,
 }
 
-/// Messages and per-user inboxes.
+/// Messages and the per-user v1 sync stream.
 #[async_trait]
 pub trait MessageStore: Send + Sync {
     /// Persists `batch` in one transaction. For each input, in order: either
     /// the newly stored message with its allocated seq, or — when
     /// (sender, client_msg_id) already exists, in the store or earlier in the
     /// same batch — the original message with `duplicate = true`.
-    /// Per-conversation seqs are allocated gapless from 1; each participant's
-    /// inbox cursor advances by one per new message. Returns only after commit.
+    /// Per-conversation seqs are allocated gapless from 1; every new message
+    /// also gets a sync cursor from one store-wide clock, increasing in
+    /// commit order (what [`Self::inbox_after`] follows). Nothing is written
+    /// per recipient. Returns only after commit.
     async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>>;
 
     /// The message `sender` sent with `client_msg_id`, if any.
@@ -69,10 +72,14 @@ pub trait MessageStore: Send + Sync {
     /// Every conversation `user` takes part in, with its current max seq.
     async fn user_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationHead>>;
 
-    /// The highest inbox cursor of `user` (0 when the inbox is empty).
+    /// The cursor of the newest message in `user`'s conversations (0 when
+    /// there is none).
     async fn inbox_head(&self, user: &UserId) -> StoreResult<i64>;
 
-    /// Inbox entries of `user` with `cursor > after`, ascending, at most `limit`.
+    /// Messages of the conversations `user` takes part in now (1:1 ones they
+    /// wrote or received, groups they are a member of) with `cursor > after`,
+    /// ascending by cursor, at most `limit`. A cursor once passed is never
+    /// filled in later: a message committed after this call has a higher one.
     async fn inbox_after(
         &self,
         user: &UserId,

@@ -12,12 +12,12 @@
 //! `MessageStore::append` with batches of 1:1 messages (1000 users, 100-byte
 //! bodies) until `--messages` are stored or `--seconds` have passed, and
 //! prints msgs/s and rows/s. Rows are the rows a message writes: the message
-//! and one inbox entry per participant (3 for a 1:1 message); counter
-//! updates and membership rows are not counted.
+//! row only since v1 sync reads by position (nothing is written per
+//! participant); counter updates and membership rows are not counted.
 //!
 //! `--writers W` runs W appenders at once, conversations sharded over them
-//! like the service's writer workers (so they contend on user cursors, not
-//! on conversation counters).
+//! like the service's writer workers (so they contend on the sync clock,
+//! not on conversation counters).
 
 use std::collections::hash_map::DefaultHasher;
 use std::error::Error;
@@ -184,10 +184,7 @@ async fn appender(
                 Err(e) => return Err(e.into()),
             }
         }
-        rows += chunk
-            .iter()
-            .map(|m| 1 + m.participants.len())
-            .sum::<usize>();
+        rows += chunk.len();
     }
     Ok((messages, rows, batches, retries))
 }

@@ -49,6 +49,8 @@ mod server;
 mod social;
 mod sql;
 mod sqlite;
+#[cfg(test)]
+mod upgrade_tests;
 
 pub mod scratch;
 

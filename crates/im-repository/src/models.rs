@@ -7,9 +7,10 @@ use diesel::sql_types::{BigInt, Text};
 use im_core::model::{NewMessage, Revocation, StoredMessage};
 use im_core::{ConversationType, StoreError};
 
-use crate::schema::{messages, user_conversations, user_inbox};
+use crate::schema::{messages, user_conversations};
 
-/// A message as read back from `messages` (every column but the surrogate `id`).
+/// A message as read back from `messages` (every column but the surrogate
+/// `id` and the sync position `pos`, which only v1 sync reads).
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = messages)]
 #[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg, diesel::mysql::Mysql))]
@@ -98,11 +99,10 @@ pub(crate) fn to_stored(rows: Vec<MessageRow>) -> Result<Vec<StoredMessage>, Sto
     rows.into_iter().map(StoredMessage::try_from).collect()
 }
 
-/// A new message row. New messages are never revoked, so the nullable
-/// revocation columns are left out: every value is bound, which lets SQLite
-/// take a batch of these as one multi-row `INSERT`.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = messages)]
+/// A new message row, bound by the backends' hand-written multi-row
+/// `INSERT`s. New messages are never revoked, so the nullable revocation
+/// columns are left out. `pos` is the sync position.
+#[derive(Debug, Clone)]
 pub(crate) struct NewMessageRow<'a> {
     pub server_msg_id: &'a str,
     pub client_msg_id: &'a str,
@@ -117,11 +117,12 @@ pub(crate) struct NewMessageRow<'a> {
     pub server_time: i64,
     pub seq: i64,
     pub extra: &'a str,
+    pub pos: i64,
 }
 
 impl<'a> NewMessageRow<'a> {
-    /// The row of `m` once it got `seq`.
-    pub(crate) fn new(m: &'a NewMessage, seq: i64) -> Self {
+    /// The row of `m` once it got `seq` and the sync position `pos`.
+    pub(crate) fn new(m: &'a NewMessage, seq: i64, pos: i64) -> Self {
         Self {
             server_msg_id: &m.server_msg_id,
             client_msg_id: &m.client_msg_id,
@@ -136,18 +137,9 @@ impl<'a> NewMessageRow<'a> {
             server_time: m.server_time,
             seq,
             extra: &m.extra,
+            pos,
         }
     }
-}
-
-/// One inbox entry to insert.
-#[derive(Debug, Clone, PartialEq, Eq, Insertable)]
-#[diesel(table_name = user_inbox)]
-pub(crate) struct InboxRow<'a> {
-    pub user_id: &'a str,
-    pub cursor_pos: i64,
-    pub conversation_id: &'a str,
-    pub seq: i64,
 }
 
 /// One membership row to insert (ignored when it exists).
@@ -161,7 +153,7 @@ pub(crate) struct MembershipRow<'a> {
 }
 
 /// A counter after it was advanced: `(id, head)` as returned by the
-/// counter upserts (`conversations.max_seq`, `user_cursors.head`).
+/// conversation counter upsert (`conversations.max_seq`).
 #[derive(Debug, Clone, QueryableByName)]
 pub(crate) struct CounterHead {
     #[diesel(sql_type = Text)]

@@ -5,19 +5,49 @@
 //! 1. [`lookup_keys`]: the distinct (sender, client_msg_id) pairs to look up;
 //! 2. [`BatchPlan::new`] with what the lookup found: dedupe against the store
 //!    and within the batch (first occurrence wins);
-//! 3. [`BatchPlan::counter_demand`] -> advance the conversation counters (in
-//!    that sorted order: the lock order of multi-writer backends) ->
+//! 3. advance the sync clock (`sync_clock`, one row) by
+//!    [`BatchPlan::clock_demand`] -> [`BatchPlan::assign_positions`] with its new
+//!    head;
+//! 4. [`BatchPlan::counter_demand`] -> advance the conversation counters (in
+//!    that sorted order: the lock order of multi-writer backends; the same
+//!    upsert sets each conversation's `last_pos`) ->
 //!    [`BatchPlan::assign_seqs`] with the new heads;
-//! 4. [`BatchPlan::message_rows`] -> insert;
-//! 5. [`BatchPlan::cursor_demand`] -> advance the user cursors (sorted) ->
-//!    [`BatchPlan::inbox_rows`] with the new heads -> insert;
-//! 6. [`BatchPlan::membership_rows`] -> insert-or-ignore;
+//! 5. [`BatchPlan::message_rows`] -> insert (with seq and pos);
+//! 6. [`BatchPlan::membership_rows`] -> insert-or-ignore (1:1 only);
 //! 7. commit, then [`BatchPlan::into_results`].
 //!
-//! Counters are advanced by the number of new messages (or inbox entries) and
-//! return the new head `h`; the batch then owns `h - n + 1 ..= h`. This makes
-//! allocation one upsert per counter row, with no read-modify-write race on
-//! backends whose upsert locks the row.
+//! Counters are advanced by the number of new messages and return the new
+//! head `h`; the batch then owns `h - n + 1 ..= h`. This makes allocation one
+//! statement per counter row, with no read-modify-write race on backends
+//! whose update locks the row.
+//!
+//! Nothing is written per recipient: a group message to 100 members is one
+//! message row, one conversation counter and the shared clock. A user's v1
+//! sync reads the messages of their conversations by position instead
+//! (`read::inbox_after`).
+//!
+//! # Why positions are in commit order
+//!
+//! A reader follows its cursor (`pos > after`) and must never skip a
+//! position that commits later. The clock row is the first lock an append
+//! takes and it is held from the allocation until commit. So while a
+//! transaction holds positions `a ..= b`, no other transaction can allocate
+//! any position: the next one waits for the lock, and on PostgreSQL (the
+//! blocked `UPDATE` re-reads the row once the holder committed) and
+//! MySQL/InnoDB (locks are released after the commit is visible) it gets
+//! `b + 1 ..` only after `a ..= b` is visible. A rolled-back transaction
+//! also rolls the clock back. At any moment the committed positions are
+//! therefore every position up to some `p` (apart from the permanent holes
+//! left by the migration's backfill), and a reader that has seen position
+//! `q` sees everything committed at or below `q`. On SQLite there is one
+//! writer at a time (`BEGIN IMMEDIATE`) and readers see whole commits.
+//!
+//! The clock is taken before the conversation rows (its positions go into
+//! their `last_pos` in the same upsert), so the lock order is clock, then
+//! conversations by id: acyclic, and the transactions that lock conversation
+//! rows without appending (group creation and dismissal) never wait for the
+//! clock. Appends are serialised by the clock from allocation to commit;
+//! per-conversation seqs are still allocated under the conversation row.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -25,7 +55,7 @@ use im_core::StoreError;
 use im_core::model::{NewMessage, StoredMessage};
 use im_core::ports::Appended;
 
-use crate::models::{InboxRow, MembershipRow, NewMessageRow};
+use crate::models::{MembershipRow, NewMessageRow};
 
 /// (sender_id, client_msg_id): the idempotency key of a send.
 pub(crate) type ClientKey<'a> = (&'a str, &'a str);
@@ -69,6 +99,8 @@ pub(crate) struct CounterDemand<'a> {
     pub first_time: i64,
     /// Largest `server_time` of those messages.
     pub last_time: i64,
+    /// Sync position of the last of those messages (the new `last_pos`).
+    pub last_pos: i64,
 }
 
 /// The plan of one batch. See the module docs for the protocol.
@@ -78,12 +110,19 @@ pub(crate) struct BatchPlan<'a> {
     slots: Vec<Slot>,
     /// Batch indexes of the messages to store, in batch order.
     new: Vec<usize>,
+    /// Sync positions of `new`, once assigned.
+    positions: Vec<i64>,
     /// Seqs of `new`, once assigned.
     seqs: Vec<i64>,
 }
 
 fn missing(what: &str) -> StoreError {
     StoreError::Other(format!("append plan: {what}"))
+}
+
+/// The error when the `sync_clock` row is missing (its migration inserts it).
+pub(crate) fn no_clock_row() -> StoreError {
+    StoreError::Other("the sync_clock row is missing (migration 2025-12-01 not applied?)".into())
 }
 
 impl<'a> BatchPlan<'a> {
@@ -115,6 +154,7 @@ impl<'a> BatchPlan<'a> {
             batch,
             slots,
             new,
+            positions: Vec::new(),
             seqs: Vec::new(),
         }
     }
@@ -129,21 +169,48 @@ impl<'a> BatchPlan<'a> {
         self.new.len()
     }
 
+    /// How far the sync clock must advance: [`Self::new_count`] as a SQL value.
+    pub(crate) fn clock_demand(&self) -> Result<i64, StoreError> {
+        i64::try_from(self.new.len()).map_err(|_| missing("batch too large"))
+    }
+
     fn new_messages(&self) -> impl Iterator<Item = &'a NewMessage> + '_ {
         let batch = self.batch;
         self.new.iter().filter_map(move |&i| batch.get(i))
     }
 
-    /// The conversation counters to advance, sorted by conversation id.
-    pub(crate) fn counter_demand(&self) -> Vec<CounterDemand<'a>> {
+    /// Assigns the sync positions from the clock's new head (after advancing
+    /// it by [`Self::clock_demand`]): `head - n + 1 ..= head`, in batch order.
+    pub(crate) fn assign_positions(&mut self, head: i64) -> Result<(), StoreError> {
+        let first = head - self.clock_demand()? + 1;
+        if first < 1 {
+            return Err(missing("sync clock head below the batch size"));
+        }
+        self.positions = (first..=head).collect();
+        Ok(())
+    }
+
+    fn check_positions(&self) -> Result<(), StoreError> {
+        if self.positions.len() == self.new.len() {
+            Ok(())
+        } else {
+            Err(missing("positions not assigned"))
+        }
+    }
+
+    /// The conversation counters to advance, sorted by conversation id
+    /// (after [`Self::assign_positions`]).
+    pub(crate) fn counter_demand(&self) -> Result<Vec<CounterDemand<'a>>, StoreError> {
+        self.check_positions()?;
         let mut by_conv: BTreeMap<&'a str, CounterDemand<'a>> = BTreeMap::new();
-        for m in self.new_messages() {
+        for (m, &pos) in self.new_messages().zip(self.positions.iter()) {
             by_conv
                 .entry(m.conversation_id.as_str())
                 .and_modify(|d| {
                     d.count += 1;
                     d.first_time = d.first_time.min(m.server_time);
                     d.last_time = d.last_time.max(m.server_time);
+                    d.last_pos = d.last_pos.max(pos);
                 })
                 .or_insert(CounterDemand {
                     conversation_id: &m.conversation_id,
@@ -151,15 +218,16 @@ impl<'a> BatchPlan<'a> {
                     count: 1,
                     first_time: m.server_time,
                     last_time: m.server_time,
+                    last_pos: pos,
                 });
         }
-        by_conv.into_values().collect()
+        Ok(by_conv.into_values().collect())
     }
 
     /// Assigns seqs from the counters' new heads (conversation id -> max_seq
     /// after advancing by [`CounterDemand::count`]).
     pub(crate) fn assign_seqs(&mut self, heads: &HashMap<String, i64>) -> Result<(), StoreError> {
-        let demand = self.counter_demand();
+        let demand = self.counter_demand()?;
         // next seq to hand out per conversation
         let mut next: HashMap<&str, i64> = HashMap::with_capacity(demand.len());
         for d in &demand {
@@ -190,11 +258,12 @@ impl<'a> BatchPlan<'a> {
 
     /// The rows to insert into `messages` (after [`Self::assign_seqs`]).
     pub(crate) fn message_rows(&self) -> Result<Vec<NewMessageRow<'a>>, StoreError> {
+        self.check_positions()?;
         self.check_seqs()?;
         Ok(self
             .new_messages()
-            .zip(self.seqs.iter())
-            .map(|(m, &seq)| NewMessageRow::new(m, seq))
+            .zip(self.seqs.iter().zip(self.positions.iter()))
+            .map(|(m, (&seq, &pos))| NewMessageRow::new(m, seq, pos))
             .collect())
     }
 
@@ -205,51 +274,6 @@ impl<'a> BatchPlan<'a> {
             .iter()
             .map(|p| p.as_str())
             .filter(move |p| seen.insert(*p))
-    }
-
-    /// The user cursors to advance and by how much, sorted by user id.
-    pub(crate) fn cursor_demand(&self) -> Vec<(&'a str, i64)> {
-        let mut by_user: BTreeMap<&'a str, i64> = BTreeMap::new();
-        for m in self.new_messages() {
-            for p in Self::participants(m) {
-                *by_user.entry(p).or_insert(0) += 1;
-            }
-        }
-        by_user.into_iter().collect()
-    }
-
-    /// The inbox rows, from the cursors' new heads (user id -> head after
-    /// advancing by the [`Self::cursor_demand`] count). Per user, cursors
-    /// follow batch order.
-    pub(crate) fn inbox_rows(
-        &self,
-        heads: &HashMap<String, i64>,
-    ) -> Result<Vec<InboxRow<'a>>, StoreError> {
-        self.check_seqs()?;
-        let demand = self.cursor_demand();
-        let mut next: HashMap<&str, i64> = HashMap::with_capacity(demand.len());
-        for (user, count) in &demand {
-            let head = heads
-                .get(*user)
-                .ok_or_else(|| missing("user cursor not returned"))?;
-            next.insert(user, head - count + 1);
-        }
-        let mut rows = Vec::new();
-        for (m, &seq) in self.new_messages().zip(self.seqs.iter()) {
-            for p in Self::participants(m) {
-                let n = next
-                    .get_mut(p)
-                    .ok_or_else(|| missing("participant without demand"))?;
-                rows.push(InboxRow {
-                    user_id: p,
-                    cursor_pos: *n,
-                    conversation_id: &m.conversation_id,
-                    seq,
-                });
-                *n += 1;
-            }
-        }
-        Ok(rows)
     }
 
     /// One membership row per distinct (participant, conversation), sorted.
@@ -377,7 +401,15 @@ mod tests {
         let mut plan = BatchPlan::new(&b, existing);
         assert_eq!(plan.new_count(), 4);
 
-        let demand = plan.counter_demand();
+        // demand needs the positions first
+        assert!(plan.counter_demand().is_err());
+        assert!(
+            plan.assign_positions(3).is_err(),
+            "head below the batch size"
+        );
+        // the clock was at 96: the batch owns 97..=100
+        plan.assign_positions(100).unwrap();
+        let demand = plan.counter_demand().unwrap();
         assert_eq!(
             demand,
             vec![
@@ -386,14 +418,16 @@ mod tests {
                     conversation_type: 1,
                     count: 1,
                     first_time: 13,
-                    last_time: 13
+                    last_time: 13,
+                    last_pos: 99,
                 },
                 CounterDemand {
                     conversation_id: "single_a_b",
                     conversation_type: 1,
                     count: 3,
                     first_time: 10,
-                    last_time: 15
+                    last_time: 15,
+                    last_pos: 100,
                 },
             ]
         );
@@ -405,28 +439,9 @@ mod tests {
         .unwrap();
         let rows = plan.message_rows().unwrap();
         assert_eq!(
-            rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![6, 7, 1, 8]
+            rows.iter().map(|r| (r.seq, r.pos)).collect::<Vec<_>>(),
+            vec![(6, 97), (7, 98), (1, 99), (8, 100)]
         );
-
-        assert_eq!(plan.cursor_demand(), vec![("a", 4), ("b", 4), ("c", 1)]);
-        let inbox = plan
-            .inbox_rows(&HashMap::from([
-                ("a".to_owned(), 4),
-                ("b".to_owned(), 14),
-                ("c".to_owned(), 1),
-            ]))
-            .unwrap();
-        let for_user = |u: &str| {
-            inbox
-                .iter()
-                .filter(|r| r.user_id == u)
-                .map(|r| (r.cursor_pos, r.seq))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(for_user("a"), vec![(1, 6), (2, 7), (3, 1), (4, 8)]);
-        assert_eq!(for_user("b"), vec![(11, 6), (12, 7), (13, 1), (14, 8)]);
-        assert_eq!(for_user("c"), vec![(1, 1)]);
 
         let members = plan.membership_rows();
         assert_eq!(
@@ -477,6 +492,9 @@ mod tests {
     fn missing_head_is_an_error() {
         let b = vec![msg("a", "1", "c", &["a"], 0)];
         let mut plan = BatchPlan::new(&b, HashMap::new());
+        assert!(plan.assign_seqs(&HashMap::new()).is_err());
+        assert!(plan.message_rows().is_err());
+        plan.assign_positions(1).unwrap();
         assert!(plan.assign_seqs(&HashMap::new()).is_err());
         assert!(plan.message_rows().is_err());
         assert!(plan.into_results().is_err());

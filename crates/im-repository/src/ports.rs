@@ -110,13 +110,11 @@ macro_rules! impl_store_ports {
             }
 
             async fn inbox_head(&self, user: &im_core::UserId) -> im_core::ports::StoreResult<i64> {
-                use diesel::OptionalExtension;
                 use diesel_async::RunQueryDsl;
                 let mut conn = self.reader().await?;
                 Ok(crate::read::inbox_head(user.as_str())
-                    .first::<i64>(&mut *conn)
+                    .get_result::<Option<i64>>(&mut *conn)
                     .await
-                    .optional()
                     .map_err(crate::error::map_diesel)?
                     .unwrap_or(0))
             }
@@ -132,13 +130,32 @@ macro_rules! impl_store_ports {
                     return Ok(Vec::new());
                 }
                 let mut conn = self.reader().await?;
-                let rows =
-                    crate::read::inbox_after(user.as_str(), after, crate::ports::sql_limit(limit))
+                // Two steps: the page's positions and ids from the index,
+                // then just the page's rows by primary key.
+                let page = crate::read::inbox_positions(
+                    user.as_str(),
+                    after,
+                    crate::ports::sql_limit(limit),
+                )
+                .load::<(i64, i64)>(&mut *conn)
+                .await
+                .map_err(crate::error::map_diesel)?;
+                if page.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let ids: Vec<i64> = page.iter().map(|&(_, id)| id).collect();
+                let mut rows: std::collections::HashMap<i64, crate::models::MessageRow> =
+                    crate::read::messages_by_id(&ids)
                         .load::<(i64, crate::models::MessageRow)>(&mut *conn)
                         .await
-                        .map_err(crate::error::map_diesel)?;
-                rows.into_iter()
-                    .map(|(cursor, row)| {
+                        .map_err(crate::error::map_diesel)?
+                        .into_iter()
+                        .collect();
+                page.into_iter()
+                    .map(|(cursor, id)| {
+                        let row = rows.remove(&id).ok_or_else(|| {
+                            im_core::StoreError::Other(format!("message {id} vanished"))
+                        })?;
                         Ok(im_core::ports::InboxEntry {
                             cursor,
                             message: im_core::model::StoredMessage::try_from(row)?,

@@ -11,7 +11,7 @@ use diesel::dsl::auto_type;
 use diesel::prelude::*;
 
 use crate::schema::{
-    conversations, deliveries, messages, user_conversations, user_cursors, user_inbox, users,
+    conversations, deliveries, message_positions, messages, user_conversations, users,
 };
 
 /// The columns of [`MessageRow`](crate::models::MessageRow), in its field order.
@@ -101,29 +101,45 @@ pub(crate) fn user_conversations<'a>(user: &'a str) -> _ {
         .select((conversations::conversation_id, conversations::max_seq))
 }
 
-/// The inbox head of `user` (primary key of `user_cursors`).
+/// The v1 sync head of `user`: the largest `last_pos` of their
+/// conversations, NULL when they have none (primary keys of
+/// `user_conversations` and `conversations`).
 #[auto_type(no_type_alias)]
 pub(crate) fn inbox_head<'a>(user: &'a str) -> _ {
-    user_cursors::table
-        .filter(user_cursors::user_id.eq(user))
-        .select(user_cursors::head)
+    let head: diesel::helper_types::max<conversations::last_pos> =
+        diesel::dsl::max(conversations::last_pos);
+    user_conversations::table
+        .inner_join(conversations::table)
+        .filter(user_conversations::user_id.eq(user))
+        .select(head)
 }
 
-/// Inbox entries of `user` after `after`, with their messages: a range of the
-/// `user_inbox` primary key, each joined through `messages_conversation_seq_key`.
+/// v1 sync, step 1: `(pos, id)` of the first `limit` messages after `after`
+/// in `user`'s conversations, ascending. Per conversation a range of
+/// `messages_conversation_pos_key`, merged by a sort bounded by the LIMIT;
+/// no message row is read (the index holds the row id on SQLite and InnoDB).
+/// One statement, so one snapshot: the page is a prefix of the user's sync
+/// stream (see [`crate::plan`] for why nothing can commit into it later).
 #[auto_type(no_type_alias)]
-pub(crate) fn inbox_after<'a>(user: &'a str, after: i64, limit: i64) -> _ {
-    let select: MessageSelect = MESSAGE_SELECT;
-    let on = messages::conversation_id
-        .eq(user_inbox::conversation_id)
-        .and(messages::seq.eq(user_inbox::seq));
-    user_inbox::table
-        .inner_join(messages::table.on(on))
-        .filter(user_inbox::user_id.eq(user))
-        .filter(user_inbox::cursor_pos.gt(after))
-        .order(user_inbox::cursor_pos.asc())
+pub(crate) fn inbox_positions<'a>(user: &'a str, after: i64, limit: i64) -> _ {
+    let on = message_positions::conversation_id
+        .eq(user_conversations::conversation_id)
+        .and(message_positions::pos.gt(after));
+    user_conversations::table
+        .inner_join(message_positions::table.on(on))
+        .filter(user_conversations::user_id.eq(user))
+        .order(message_positions::pos.asc())
         .limit(limit)
-        .select((user_inbox::cursor_pos, select))
+        .select((message_positions::pos, message_positions::id))
+}
+
+/// v1 sync, step 2: `(id, message)` of the messages with these ids (primary key).
+#[auto_type(no_type_alias)]
+pub(crate) fn messages_by_id<'a>(ids: &'a [i64]) -> _ {
+    let select: MessageSelect = MESSAGE_SELECT;
+    messages::table
+        .filter(messages::id.eq_any(ids))
+        .select((messages::id, select))
 }
 
 /// The delivered seq of (user, device, conversation) (primary key of `deliveries`).
@@ -150,7 +166,7 @@ mod tests {
     //! `EXPLAIN QUERY PLAN` on the exact SQL of each query.
 
     use super::*;
-    use crate::sqlite::test_util::{assert_indexed, memory_conn, plan};
+    use crate::sqlite::test_util::{assert_indexed, assert_indexed_sorted, memory_conn, plan};
 
     #[test]
     fn reads_use_indexes() {
@@ -176,15 +192,26 @@ mod tests {
             ],
         );
         let p = plan(&mut c, &inbox_head("u"));
-        assert_indexed(&p, &["SEARCH user_cursors USING PRIMARY KEY (user_id=?)"]);
-        let p = plan(&mut c, &inbox_after("u", 0, 10));
         assert_indexed(
             &p,
             &[
-                "SEARCH user_inbox USING PRIMARY KEY (user_id=? AND cursor_pos>?)",
-                "messages_conversation_seq_key (conversation_id=? AND seq=?)",
+                "SEARCH user_conversations USING PRIMARY KEY (user_id=?)",
+                "SEARCH conversations USING PRIMARY KEY (conversation_id=?)",
             ],
         );
+        // v1 sync merges the user's conversations by position: a sort of
+        // what the index ranges yield (bounded by the LIMIT), never a scan.
+        let p = plan(&mut c, &inbox_positions("u", 0, 10));
+        assert_indexed_sorted(
+            &p,
+            &[
+                "SEARCH user_conversations USING PRIMARY KEY (user_id=?)",
+                "SEARCH messages USING COVERING INDEX messages_conversation_pos_key \
+                 (conversation_id=? AND pos>?)",
+            ],
+        );
+        let p = plan(&mut c, &messages_by_id(&[3, 1, 2]));
+        assert_indexed(&p, &["SEARCH messages USING INTEGER PRIMARY KEY (rowid=?)"]);
         let p = plan(&mut c, &delivered_seq("u", "d", "c"));
         assert_indexed(
             &p,

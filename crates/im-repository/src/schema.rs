@@ -4,13 +4,15 @@
 //! produce these columns with these SQL types on every backend.
 
 diesel::table! {
-    /// One row per conversation: the gapless per-conversation seq counter.
+    /// One row per conversation: the gapless per-conversation seq counter,
+    /// and the sync position of its newest message (`last_pos`, 0: none).
     conversations (conversation_id) {
         conversation_id -> Text,
         conversation_type -> Integer,
         max_seq -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
+        last_pos -> BigInt,
     }
 }
 
@@ -37,20 +39,23 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// The highest inbox cursor handed out per user.
-    user_cursors (user_id) {
-        user_id -> Text,
-        head -> BigInt,
+    /// The v1 sync columns of `messages`: the same SQL table, declared apart
+    /// because `messages` is at diesel's 16-column limit. `pos` is the
+    /// message's sync position (see [`crate::plan`]).
+    #[sql_name = "messages"]
+    message_positions (id) {
+        id -> BigInt,
+        conversation_id -> Text,
+        pos -> BigInt,
     }
 }
 
 diesel::table! {
-    /// One row per (participant, new message), keyed by the per-user cursor.
-    user_inbox (user_id, cursor_pos) {
-        user_id -> Text,
-        cursor_pos -> BigInt,
-        conversation_id -> Text,
-        seq -> BigInt,
+    /// One row (`id` = 1): the highest sync position handed out. Advanced
+    /// once per append batch; see [`crate::plan`] for why it orders commits.
+    sync_clock (id) {
+        id -> Integer,
+        pos -> BigInt,
     }
 }
 
@@ -99,8 +104,8 @@ diesel::joinable!(user_conversations -> conversations (conversation_id));
 diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     messages,
-    user_cursors,
-    user_inbox,
+    message_positions,
+    sync_clock,
     user_conversations,
     deliveries,
     users,

@@ -774,7 +774,8 @@ impl MessagingService {
         }
     }
 
-    /// v1 socket sync: inbox entries after the per-user cursor.
+    /// v1 socket sync: messages of the user's conversations after the
+    /// per-user cursor (a store-wide position, see `MessageStore::inbox_after`).
     pub async fn sync_inbox(&self, user: &UserId, after: i64, up_to: i64, limit: i32) -> Reply {
         let limit = self.clamp_count(limit);
         let fail = |e: &StoreError| {
@@ -835,7 +836,7 @@ impl MessagingService {
         }
     }
 
-    /// Highest inbox cursor of `user` (AuthResponse.max_seq).
+    /// Cursor of the newest message in `user`'s conversations (AuthResponse.max_seq).
     pub async fn inbox_head(&self, user: &UserId) -> Result<i64, StoreError> {
         self.store.inbox_head(user).await
     }

@@ -23,7 +23,6 @@ struct State {
     by_server: HashMap<String, usize>,
     by_client: HashMap<(String, String), usize>,
     by_conv: HashMap<String, BTreeMap<i64, usize>>,
-    inbox: HashMap<String, Vec<(i64, usize)>>,
     member_of: HashMap<String, HashSet<String>>,
     delivered: HashMap<(String, String, String), i64>,
     users: HashMap<String, i64>,
@@ -42,6 +41,12 @@ struct State {
     blocks: BTreeMap<(String, String), Block>,
     /// jti -> expiry (seconds).
     revoked: HashMap<String, i64>,
+}
+
+/// The v1 sync position of the message at index `i` of `State::messages`
+/// (stored in commit order, from 1).
+fn position(i: usize) -> i64 {
+    i64::try_from(i).map_or(i64::MAX, |i| i + 1)
 }
 
 /// The group id of a `group_<gid>` conversation.
@@ -202,13 +207,11 @@ impl MessageStore for MemoryStore {
                 .entry(m.conversation_id.clone())
                 .or_default()
                 .insert(seq, idx);
-            // Groups take their participants from membership, not from messages.
-            let is_group = group_of(&m.conversation_id).is_some();
-            for p in &m.participants {
-                let inbox = st.inbox.entry(p.as_str().to_owned()).or_default();
-                let cursor = inbox.last().map_or(0, |e| e.0) + 1;
-                inbox.push((cursor, idx));
-                if !is_group {
+            // Groups take their participants from membership, not from
+            // messages. Nothing is written per recipient: v1 sync reads the
+            // messages of the user's conversations by position (index + 1).
+            if group_of(&m.conversation_id).is_none() {
+                for p in &m.participants {
                     st.member_of
                         .entry(p.as_str().to_owned())
                         .or_default()
@@ -284,13 +287,14 @@ impl MessageStore for MemoryStore {
 
     async fn inbox_head(&self, user: &UserId) -> StoreResult<i64> {
         self.check()?;
-        Ok(self
-            .state
-            .lock()
-            .inbox
-            .get(user.as_str())
-            .and_then(|v| v.last())
-            .map_or(0, |e| e.0))
+        let st = self.state.lock();
+        Ok(st
+            .conversations_of(user.as_str())
+            .iter()
+            .filter_map(|c| st.by_conv.get(c).and_then(|m| m.values().next_back()))
+            .map(|&i| position(i))
+            .max()
+            .unwrap_or(0))
     }
 
     async fn inbox_after(
@@ -301,22 +305,24 @@ impl MessageStore for MemoryStore {
     ) -> StoreResult<Vec<InboxEntry>> {
         self.check()?;
         let st = self.state.lock();
-        Ok(st
-            .inbox
-            .get(user.as_str())
-            .map(|v| {
-                v.iter()
-                    .filter(|e| e.0 > after)
-                    .take(limit as usize)
-                    .filter_map(|&(cursor, i)| {
-                        st.messages.get(i).map(|m| InboxEntry {
-                            cursor,
-                            message: m.clone(),
-                        })
-                    })
-                    .collect()
+        let mut idxs: Vec<usize> = st
+            .conversations_of(user.as_str())
+            .iter()
+            .filter_map(|c| st.by_conv.get(c))
+            .flat_map(|m| m.values().copied())
+            .filter(|&i| position(i) > after)
+            .collect();
+        idxs.sort_unstable();
+        Ok(idxs
+            .into_iter()
+            .take(limit as usize)
+            .filter_map(|i| {
+                st.messages.get(i).map(|m| InboxEntry {
+                    cursor: position(i),
+                    message: m.clone(),
+                })
             })
-            .unwrap_or_default())
+            .collect())
     }
 
     async fn record_delivered(

@@ -1395,13 +1395,31 @@ async fn sync_limits_and_seq_matrix() {
         "ACK got a reply"
     );
     w.exchange("socket sync limits").await;
-    // v1 SYNC_REQ over the socket (by the inbox cursor).
+    // v1 SYNC_REQ over the socket (by the inbox cursor). Cursors are
+    // server-wide positions (the witnesses' messages take some): the bound
+    // that stops after four messages is the cursor of the fourth.
     let mut v1 = abuser(&s, "ws1").await;
+    let r = v1
+        .request(Request::SyncInbox {
+            min_seq: 0,
+            max_seq: 0,
+            limit: 4,
+        })
+        .await
+        .unwrap();
+    let Reply::SyncInbox {
+        code: ErrorCode::Success,
+        server_max_seq: fourth,
+        ..
+    } = r
+    else {
+        panic!("{r:?}")
+    };
     for (min, max, limit, want_n) in [
         (0, 0, i32::MAX, cap),
         (i64::MIN, i64::MIN, i32::MIN, dflt),
         (-5, -5, 3, 3),
-        (0, 4, i32::MAX, 4),
+        (0, fourth, i32::MAX, 4),
         (i64::MAX, 0, 10, 0),
         (i64::MAX, i64::MAX, i32::MAX, 0),
         (3, 1, 10, 0),

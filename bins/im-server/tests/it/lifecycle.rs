@@ -493,3 +493,93 @@ async fn presence_query_subscribe_and_transitions() {
     assert!(st.last_seen > 0);
     s.stop().await;
 }
+
+/// A v1 client's cursor and AuthResponse.max_seq after `user` authenticates.
+async fn v1_login(s: &TestServer, user: &str) -> (Client, i64) {
+    let mut c = Client::connect_ws(s.addrs.ws, "/ws/v1", Generation::V1)
+        .await
+        .unwrap();
+    let r = c.auth(user, &s.token(user), "iOS").await.unwrap();
+    let Reply::Auth {
+        code: ErrorCode::Success,
+        max_seq,
+        ..
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    (c, max_seq)
+}
+
+/// v1 SYNC_REQ after `cursor`: (contents, server_max_seq, has_more).
+async fn v1_sync(c: &mut Client, cursor: i64, limit: i32) -> (Vec<String>, i64, bool) {
+    let r = c
+        .request(Request::SyncInbox {
+            min_seq: cursor,
+            max_seq: 0,
+            limit,
+        })
+        .await
+        .unwrap();
+    let Reply::SyncInbox {
+        code: ErrorCode::Success,
+        messages,
+        server_max_seq,
+        has_more,
+        ..
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    let texts = messages
+        .iter()
+        .map(|v| String::from_utf8_lossy(&v.message.content).into_owned())
+        .collect();
+    (texts, server_max_seq, has_more)
+}
+
+#[tokio::test]
+async fn offline_group_member_catches_up_by_v1_cursor() {
+    let s = TestServer::start().await;
+    let gid = create_group(&s, "alice", &["bob", "carol"]).await;
+    let conv = format!("group_{gid}");
+    let mut alice = s.tcp("alice").await;
+    let r = alice.send_text(&conv, "g-0", "before").await.unwrap();
+    sent_ok(&r);
+    // carol (v1) syncs everything, remembers her cursor, goes offline
+    let (mut carol, head) = v1_login(&s, "carol").await;
+    let (texts, cursor, has_more) = v1_sync(&mut carol, 0, 100).await;
+    assert_eq!(texts, ["before"]);
+    assert_eq!(cursor, head);
+    assert!(!has_more);
+    drop(carol);
+    // the group goes on without her, with 1:1 traffic of others in between
+    let mut bob = s.tcp("bob").await;
+    for i in 0..5 {
+        let r = alice
+            .send_text(&conv, &format!("g-{}", i + 1), &format!("group {i}"))
+            .await
+            .unwrap();
+        sent_ok(&r);
+        let r = bob
+            .send_text("single_alice_bob", &format!("b-{i}"), "not for carol")
+            .await
+            .unwrap();
+        sent_ok(&r);
+    }
+    // back online: AuthResponse.max_seq is past her cursor; paging from it
+    // returns exactly the group messages she missed, in order, once
+    let (mut carol, head) = v1_login(&s, "carol").await;
+    assert!(head > cursor, "{head} <= {cursor}");
+    let (first, next, has_more) = v1_sync(&mut carol, cursor, 2).await;
+    assert_eq!(first, ["group 0", "group 1"]);
+    assert!(has_more);
+    let (rest, last, has_more) = v1_sync(&mut carol, next, 100).await;
+    assert_eq!(rest, ["group 2", "group 3", "group 4"]);
+    assert!(!has_more);
+    assert_eq!(last, head);
+    let (none, same, _) = v1_sync(&mut carol, last, 100).await;
+    assert!(none.is_empty(), "nothing twice: {none:?}");
+    assert_eq!(same, last);
+    s.stop().await;
+}

@@ -166,22 +166,22 @@ async fn offline_user_syncs_everything_in_order_exactly_once() {
         vec![10, 11, 12]
     );
 
-    // A v1 client syncs by its per-user cursor, AuthResponse.max_seq tells the head.
+    // A v1 client syncs by its per-user cursor, AuthResponse.max_seq tells the
+    // head: the position of erin's one message, after dave's 250 (positions
+    // are server-wide, opaque to the client).
     let mut erin = im_client::Client::connect_ws(s.addrs.ws, "/ws/v1", Generation::V1)
         .await
         .unwrap();
     let r = erin.auth("erin", &s.token("erin"), "iOS").await.unwrap();
-    assert!(
-        matches!(
-            r,
-            Reply::Auth {
-                code: ErrorCode::Success,
-                max_seq: 1,
-                ..
-            }
-        ),
-        "{r:?}"
-    );
+    let Reply::Auth {
+        code: ErrorCode::Success,
+        max_seq: head,
+        ..
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    assert!(head > i64::from(n), "{head}");
     let r = erin
         .request(Request::SyncInbox {
             min_seq: 0,
@@ -201,11 +201,11 @@ async fn offline_user_syncs_everything_in_order_exactly_once() {
     };
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].message.content.as_ref(), b"to erin");
-    assert_eq!(server_max_seq, 1);
+    assert_eq!(server_max_seq, head);
     assert!(!has_more);
     let r = erin
         .request(Request::SyncInbox {
-            min_seq: 1,
+            min_seq: head,
             max_seq: 0,
             limit: 100,
         })

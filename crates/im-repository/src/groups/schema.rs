@@ -2,7 +2,7 @@
 //! (hand-written, like [`crate::schema`]).
 
 use crate::schema::{
-    conversations, deliveries, messages, user_conversations, user_cursors, user_inbox, users,
+    conversations, deliveries, message_positions, messages, sync_clock, user_conversations, users,
 };
 
 diesel::table! {
@@ -53,9 +53,9 @@ macro_rules! allow_with {
     };
 }
 
-allow_with!(chat_groups: group_members, read_cursors, conversations, messages, user_cursors,
-    user_inbox, user_conversations, deliveries, users);
-allow_with!(group_members: read_cursors, conversations, messages, user_cursors, user_inbox,
+allow_with!(chat_groups: group_members, read_cursors, conversations, messages, message_positions, sync_clock,
     user_conversations, deliveries, users);
-allow_with!(read_cursors: conversations, messages, user_cursors, user_inbox, user_conversations,
+allow_with!(group_members: read_cursors, conversations, messages, message_positions, sync_clock,
+    user_conversations, deliveries, users);
+allow_with!(read_cursors: conversations, messages, message_positions, sync_clock, user_conversations,
     deliveries, users);

@@ -10,7 +10,7 @@ use diesel_async::{AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use super::write::find_existing_query;
 use crate::any::Backend;
-use crate::explain_util::{Explain, populated};
+use crate::explain_util::{Explain, mysql_assert, mysql_plan, populated};
 use crate::read;
 
 #[derive(Debug, QueryableByName)]
@@ -59,12 +59,9 @@ async fn reads_and_dedupe_use_indexes() {
         return;
     };
     let mut c = super::establish(db.url()).await.unwrap();
-    c.batch_execute(
-        "ANALYZE TABLE messages, conversations, user_inbox, user_cursors, \
-         user_conversations, deliveries, users",
-    )
-    .await
-    .unwrap();
+    c.batch_execute("ANALYZE TABLE messages, conversations, user_conversations, deliveries, users")
+        .await
+        .unwrap();
 
     let p = plan(&mut c, read::conversation_range("single_u0_u3", 0, 10, 5)).await;
     assert_indexed(&p, &[("messages", "messages_conversation_seq_key")]);
@@ -81,15 +78,28 @@ async fn reads_and_dedupe_use_indexes() {
         ],
     );
     let p = plan(&mut c, read::inbox_head("u1")).await;
-    assert_indexed(&p, &[("user_cursors", "PRIMARY")]);
-    let p = plan(&mut c, read::inbox_after("u1", 3, 10)).await;
     assert_indexed(
         &p,
         &[
-            ("user_inbox", "PRIMARY"),
-            ("messages", "messages_conversation_seq_key"),
+            ("user_conversations", "PRIMARY"),
+            ("conversations", "PRIMARY"),
         ],
     );
+    // v1 sync merges the user's conversations by position (from a cursor
+    // near the head, as a client's is: 4,000 messages are populated): a filesort of
+    // what the index ranges yield (bounded by the LIMIT), never a scan.
+    let p = mysql_plan(&mut c, read::inbox_positions("u1", 3_990, 10)).await;
+    mysql_assert(
+        &p,
+        true,
+        &[
+            ("user_conversations", "PRIMARY"),
+            ("messages", "messages_conversation_pos_key"),
+        ],
+    );
+    let ids = [3_i64, 1, 2];
+    let p = plan(&mut c, read::messages_by_id(&ids)).await;
+    assert_indexed(&p, &[("messages", "PRIMARY")]);
     let p = plan(&mut c, read::delivered_seq("u1", "ios", "single_u0_u1")).await;
     assert_indexed(&p, &[("deliveries", "PRIMARY")]);
     let p = plan(&mut c, read::user_exists("u1")).await;

@@ -14,7 +14,7 @@
 //!   a named lock, or by [`run_mysql_migrations`].
 
 mod groups;
-mod migrate;
+pub(crate) mod migrate;
 mod social;
 mod write;
 

@@ -7,20 +7,22 @@
 //! 1. dedupe: `SELECT ... WHERE (sender_id, client_msg_id) IN ((?, ?), ...)`
 //!    (a probe of `messages_sender_client_key` per pair, forced: a scan of
 //!    `messages` would cost more than the whole append);
-//! 2. conversation counters: `INSERT ... ON DUPLICATE KEY UPDATE max_seq =
-//!    max_seq + VALUES(max_seq)`, rows in the plan's sorted order: InnoDB
-//!    takes each row's exclusive lock (creating missing rows) in that order
-//!    and advances it in place; then a plain `SELECT` by primary key reads
-//!    the new heads back (MySQL has no `UPDATE ... RETURNING`; the rows are
-//!    already locked by us, so the read is exact and waits for nobody);
-//! 3. messages: multi-row `INSERT`, chunked by binds and bytes;
-//! 4. user cursors: as 2;
-//! 5. inbox rows: multi-row `INSERT`;
-//! 6. memberships: multi-row insert-or-keep (`ON DUPLICATE KEY UPDATE` of
+//! 2. sync clock: `UPDATE sync_clock SET pos = pos + ? WHERE id = 1`, which
+//!    locks the one row until commit (see [`crate::plan`] for why that puts
+//!    positions in commit order), then a plain `SELECT` of it;
+//! 3. conversation counters: `INSERT ... ON DUPLICATE KEY UPDATE max_seq =
+//!    max_seq + VALUES(max_seq)` (and `last_pos`), rows in the plan's sorted
+//!    order: InnoDB takes each row's exclusive lock (creating missing rows)
+//!    in that order and advances it in place; then a plain `SELECT` by
+//!    primary key reads the new heads back (MySQL has no `UPDATE ...
+//!    RETURNING`; the rows are already locked by us, so the read is exact
+//!    and waits for nobody);
+//! 4. messages: multi-row `INSERT`, chunked by binds and bytes;
+//! 5. memberships: multi-row insert-or-keep (`ON DUPLICATE KEY UPDATE` of
 //!    nothing, rather than `INSERT IGNORE`, which would also silence real
 //!    errors).
 //!
-//! Conversations are always locked before users, each in sorted
+//! The clock is always locked first, then the conversations in sorted
 //! (byte-wise, as `utf8mb4_bin` compares) order, so two server processes
 //! wait for each other rather than deadlock. A deadlock or lock wait timeout
 //! that still happens (1213/1205), or a unique violation from a send
@@ -40,10 +42,8 @@ use im_core::model::{NewMessage, StoredMessage};
 use im_core::ports::Appended;
 
 use crate::error::RepoError;
-use crate::models::{
-    CounterHead, InboxRow, MembershipRow, MessageRow, NewMessageRow, message_select_list,
-};
-use crate::plan::{BatchPlan, ClientKey, CounterDemand, lookup_keys};
+use crate::models::{CounterHead, MembershipRow, MessageRow, NewMessageRow, message_select_list};
+use crate::plan::{BatchPlan, ClientKey, CounterDemand, lookup_keys, no_clock_row};
 use crate::sql::{self, MAX_STATEMENT_BYTES, rows_per_statement};
 
 /// Appends `batch` in one transaction. See the module docs.
@@ -61,11 +61,10 @@ pub(crate) async fn append(
             let existing = find_existing(conn, &lookup_keys(batch)).await?;
             let mut plan = BatchPlan::new(batch, existing);
             if plan.has_new() {
-                let heads = advance_conversations(conn, &plan.counter_demand()).await?;
+                plan.assign_positions(advance_clock(conn, plan.clock_demand()?).await?)?;
+                let heads = advance_conversations(conn, &plan.counter_demand()?).await?;
                 plan.assign_seqs(&heads)?;
                 insert_messages(conn, &plan.message_rows()?).await?;
-                let cursor_heads = advance_cursors(conn, &plan.cursor_demand()).await?;
-                insert_inbox(conn, &plan.inbox_rows(&cursor_heads)?).await?;
                 insert_memberships(conn, &plan.membership_rows()).await?;
             }
             let stored = plan.new_count();
@@ -145,40 +144,50 @@ async fn read_heads(
     Ok(heads)
 }
 
+#[derive(diesel::QueryableByName)]
+struct ClockHead {
+    #[diesel(sql_type = BigInt)]
+    pos: i64,
+}
+
+/// Advances the sync clock by `n` (locking its row until commit); returns
+/// the new head. The read-back is exact for the reason given at
+/// [`read_heads`].
+async fn advance_clock(conn: &mut AsyncMysqlConnection, n: i64) -> Result<i64, RepoError> {
+    let updated = diesel::sql_query("UPDATE sync_clock SET pos = pos + ? WHERE id = 1")
+        .bind::<BigInt, _>(n)
+        .execute(conn)
+        .await?;
+    if updated != 1 {
+        return Err(RepoError::Store(no_clock_row()));
+    }
+    let head = diesel::sql_query("SELECT pos FROM sync_clock WHERE id = 1")
+        .get_result::<ClockHead>(conn)
+        .await?;
+    Ok(head.pos)
+}
+
 async fn advance_conversations(
     conn: &mut AsyncMysqlConnection,
     demand: &[CounterDemand<'_>],
 ) -> Result<HashMap<String, i64>, RepoError> {
     let head = "INSERT INTO conversations \
-                (conversation_id, conversation_type, max_seq, created_at, updated_at)";
+                (conversation_id, conversation_type, max_seq, created_at, updated_at, last_pos)";
     let tail = "ON DUPLICATE KEY UPDATE max_seq = max_seq + VALUES(max_seq), \
-                updated_at = GREATEST(updated_at, VALUES(updated_at))";
-    for query in sql::chunked::<Mysql, _>(head, tail, 5, demand, |q, d| {
+                updated_at = GREATEST(updated_at, VALUES(updated_at)), \
+                last_pos = VALUES(last_pos)";
+    for query in sql::chunked::<Mysql, _>(head, tail, 6, demand, |q, d| {
         q.bind::<Text, _>(d.conversation_id)
             .bind::<Integer, _>(d.conversation_type)
             .bind::<BigInt, _>(d.count)
             .bind::<BigInt, _>(d.first_time)
             .bind::<BigInt, _>(d.last_time)
+            .bind::<BigInt, _>(d.last_pos)
     }) {
         query.execute(conn).await?;
     }
     let ids: Vec<&str> = demand.iter().map(|d| d.conversation_id).collect();
     read_heads(conn, "conversations", "conversation_id", "max_seq", &ids).await
-}
-
-async fn advance_cursors(
-    conn: &mut AsyncMysqlConnection,
-    demand: &[(&str, i64)],
-) -> Result<HashMap<String, i64>, RepoError> {
-    let head = "INSERT INTO user_cursors (user_id, head)";
-    let tail = "ON DUPLICATE KEY UPDATE head = head + VALUES(head)";
-    for query in sql::chunked::<Mysql, _>(head, tail, 2, demand, |q, (user, count)| {
-        q.bind::<Text, _>(*user).bind::<BigInt, _>(*count)
-    }) {
-        query.execute(conn).await?;
-    }
-    let ids: Vec<&str> = demand.iter().map(|(user, _)| *user).collect();
-    read_heads(conn, "user_cursors", "user_id", "head", &ids).await
 }
 
 async fn insert_messages(
@@ -187,11 +196,11 @@ async fn insert_messages(
 ) -> Result<(), RepoError> {
     let head = "INSERT INTO messages (server_msg_id, client_msg_id, conversation_id, \
                 conversation_type, sender_id, receiver_id, group_id, message_type, content, \
-                send_time, server_time, seq, extra)";
-    let chunks = sql::split_by(rows, rows_per_statement(13), MAX_STATEMENT_BYTES, |r| {
+                send_time, server_time, seq, extra, pos)";
+    let chunks = sql::split_by(rows, rows_per_statement(14), MAX_STATEMENT_BYTES, |r| {
         r.content.len() + r.extra.len() + 256
     });
-    for query in sql::statements::<Mysql, _>(head, "", 13, chunks, |q, r| {
+    for query in sql::statements::<Mysql, _>(head, "", 14, chunks, |q, r| {
         q.bind::<Text, _>(r.server_msg_id)
             .bind::<Text, _>(r.client_msg_id)
             .bind::<Text, _>(r.conversation_id)
@@ -205,22 +214,7 @@ async fn insert_messages(
             .bind::<BigInt, _>(r.server_time)
             .bind::<BigInt, _>(r.seq)
             .bind::<Text, _>(r.extra)
-    }) {
-        query.execute(conn).await?;
-    }
-    Ok(())
-}
-
-async fn insert_inbox(
-    conn: &mut AsyncMysqlConnection,
-    rows: &[InboxRow<'_>],
-) -> Result<(), RepoError> {
-    let head = "INSERT INTO user_inbox (user_id, cursor_pos, conversation_id, seq)";
-    for query in sql::chunked::<Mysql, _>(head, "", 4, rows, |q, r| {
-        q.bind::<Text, _>(r.user_id)
-            .bind::<BigInt, _>(r.cursor_pos)
-            .bind::<Text, _>(r.conversation_id)
-            .bind::<BigInt, _>(r.seq)
+            .bind::<BigInt, _>(r.pos)
     }) {
         query.execute(conn).await?;
     }

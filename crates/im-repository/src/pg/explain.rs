@@ -11,7 +11,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 
 use super::write::{FIND_EXISTING, Prepared};
 use crate::any::Backend;
-use crate::explain_util::{Explain, populated};
+use crate::explain_util::{Explain, pg_assert, populated};
 use crate::read;
 
 #[derive(QueryableByName)]
@@ -65,10 +65,19 @@ async fn reads_and_dedupe_use_indexes() {
     let p = plan(&mut c, read::user_conversations("u1")).await;
     assert_indexed(&p, &["user_conversations_pkey", "conversations_pkey"]);
     let p = plan(&mut c, read::inbox_head("u1")).await;
-    assert_indexed(&p, &["user_cursors_pkey"]);
-    let p = plan(&mut c, read::inbox_after("u1", 3, 10)).await;
-    assert_indexed(&p, &["user_inbox_pkey", "messages_conversation_seq_key"]);
-    assert!(!p.contains("Sort"), "{p}");
+    assert_indexed(&p, &["user_conversations_pkey", "conversations_pkey"]);
+    // v1 sync merges the user's conversations by position (from a cursor
+    // near the head, as a client's is: 4,000 messages are populated): a (top-N) sort
+    // of what the index ranges yield, never a scan of messages.
+    let p = plan(&mut c, read::inbox_positions("u1", 3_990, 10)).await;
+    pg_assert(
+        &p,
+        true,
+        &["user_conversations_pkey", "messages_conversation_pos_key"],
+    );
+    let ids = [3_i64, 1, 2];
+    let p = plan(&mut c, read::messages_by_id(&ids)).await;
+    assert_indexed(&p, &["messages_pkey"]);
     let p = plan(&mut c, read::delivered_seq("u1", "ios", "single_u0_u1")).await;
     assert_indexed(&p, &["deliveries_pkey"]);
     let p = plan(&mut c, read::user_exists("u1")).await;

@@ -12,7 +12,7 @@
 //!   under an advisory lock, or by [`run_postgres_migrations`].
 
 mod groups;
-mod migrate;
+pub(crate) mod migrate;
 mod social;
 mod write;
 

@@ -1,16 +1,17 @@
 //! The PostgreSQL write path.
 //!
-//! `append` is one transaction (READ COMMITTED) of six statements whatever
+//! `append` is one transaction (READ COMMITTED) of five statements whatever
 //! the batch size: every step binds whole columns as arrays and `unnest`s
 //! them, so the statement text is constant and stays prepared on the
 //! connection ([`Prepared`]).
 //!
-//! Concurrency between server processes: the conversation counters are
-//! advanced by one `INSERT ... ON CONFLICT DO UPDATE ... RETURNING` that
-//! takes the row locks in the plan's sorted order (`WITH ORDINALITY ...
-//! ORDER BY`), then the user cursors the same way; conversations always
-//! before users. Two writers therefore wait for each other instead of
-//! deadlocking, and the locked counters make the allocated ranges gapless.
+//! Concurrency between server processes: the sync clock row is advanced
+//! first (`UPDATE ... RETURNING`, held until commit: see [`crate::plan`] for
+//! why that puts positions in commit order), then the conversation counters
+//! by one `INSERT ... ON CONFLICT DO UPDATE ... RETURNING` that takes the
+//! row locks in the plan's sorted order (`WITH ORDINALITY ... ORDER BY`).
+//! Two writers therefore wait for each other instead of deadlocking, and the
+//! locked counters make the allocated ranges gapless.
 //! Whatever still goes wrong (a deadlock through a client reusing a
 //! client_msg_id in two conversations at once, a unique violation when
 //! another process stored the same send after our dedupe read) aborts the
@@ -30,8 +31,8 @@ use im_core::model::{NewMessage, StoredMessage};
 use im_core::ports::Appended;
 
 use crate::error::RepoError;
-use crate::models::{CounterHead, InboxRow, MembershipRow, MessageRow, NewMessageRow};
-use crate::plan::{BatchPlan, ClientKey, CounterDemand, lookup_keys};
+use crate::models::{CounterHead, MembershipRow, MessageRow, NewMessageRow};
+use crate::plan::{BatchPlan, ClientKey, CounterDemand, lookup_keys, no_clock_row};
 use crate::schema::{deliveries, users};
 
 /// A raw statement whose text is fixed: safe to keep prepared per connection
@@ -88,39 +89,33 @@ pub(crate) const FIND_EXISTING: &str = concat!(
          WHERE x.sender_id = k.sender_id AND x.client_msg_id = k.client_msg_id LIMIT 1) AS m"
 );
 
-/// Creates missing conversation counters and advances all of them, locking
-/// the rows in input order; returns the new heads.
+/// Advances the one `sync_clock` row by `$1` (locking it until commit);
+/// returns the new head.
+pub(crate) const ADVANCE_CLOCK: &str =
+    "UPDATE sync_clock SET pos = pos + $1 WHERE id = 1 RETURNING pos";
+
+/// Creates missing conversation counters and advances all of them (and sets
+/// their `last_pos`), locking the rows in input order; returns the new heads.
 pub(crate) const ADVANCE_CONVERSATIONS: &str = "\
     INSERT INTO conversations AS c \
-        (conversation_id, conversation_type, max_seq, created_at, updated_at) \
-    SELECT u.id, u.ty, u.n, u.t0, u.t1 \
-    FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int8[], $5::int8[]) \
-        WITH ORDINALITY AS u(id, ty, n, t0, t1, ord) \
+        (conversation_id, conversation_type, max_seq, created_at, updated_at, last_pos) \
+    SELECT u.id, u.ty, u.n, u.t0, u.t1, u.p \
+    FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) \
+        WITH ORDINALITY AS u(id, ty, n, t0, t1, p, ord) \
     ORDER BY u.ord \
     ON CONFLICT (conversation_id) DO UPDATE SET \
         max_seq = c.max_seq + EXCLUDED.max_seq, \
-        updated_at = GREATEST(c.updated_at, EXCLUDED.updated_at) \
+        updated_at = GREATEST(c.updated_at, EXCLUDED.updated_at), \
+        last_pos = EXCLUDED.last_pos \
     RETURNING c.conversation_id AS id, c.max_seq AS head";
-
-/// The same for the per-user inbox cursors.
-pub(crate) const ADVANCE_CURSORS: &str = "\
-    INSERT INTO user_cursors AS c (user_id, head) \
-    SELECT u.id, u.n \
-    FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS u(id, n, ord) \
-    ORDER BY u.ord \
-    ON CONFLICT (user_id) DO UPDATE SET head = c.head + EXCLUDED.head \
-    RETURNING c.user_id AS id, c.head AS head";
 
 pub(crate) const INSERT_MESSAGES: &str = "\
     INSERT INTO messages (server_msg_id, client_msg_id, conversation_id, conversation_type, \
-        sender_id, receiver_id, group_id, message_type, content, send_time, server_time, seq, extra) \
+        sender_id, receiver_id, group_id, message_type, content, send_time, server_time, seq, extra, \
+        pos) \
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], \
         $6::text[], $7::text[], $8::int4[], $9::bytea[], $10::int8[], $11::int8[], $12::int8[], \
-        $13::text[])";
-
-pub(crate) const INSERT_INBOX: &str = "\
-    INSERT INTO user_inbox (user_id, cursor_pos, conversation_id, seq) \
-    SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[])";
+        $13::text[], $14::int8[])";
 
 pub(crate) const INSERT_MEMBERSHIPS: &str = "\
     INSERT INTO user_conversations (user_id, conversation_id, created_at, updated_at) \
@@ -143,11 +138,10 @@ pub(crate) async fn append(
             let existing = find_existing(conn, &lookup_keys(batch)).await?;
             let mut plan = BatchPlan::new(batch, existing);
             if plan.has_new() {
-                let heads = advance_conversations(conn, &plan.counter_demand()).await?;
+                plan.assign_positions(advance_clock(conn, plan.clock_demand()?).await?)?;
+                let heads = advance_conversations(conn, &plan.counter_demand()?).await?;
                 plan.assign_seqs(&heads)?;
                 insert_messages(conn, &plan.message_rows()?).await?;
-                let cursor_heads = advance_cursors(conn, &plan.cursor_demand()).await?;
-                insert_inbox(conn, &plan.inbox_rows(&cursor_heads)?).await?;
                 insert_memberships(conn, &plan.membership_rows()).await?;
             }
             let stored = plan.new_count();
@@ -186,6 +180,21 @@ fn heads(rows: Vec<CounterHead>) -> HashMap<String, i64> {
     rows.into_iter().map(|h| (h.id, h.head)).collect()
 }
 
+#[derive(QueryableByName)]
+struct ClockHead {
+    #[diesel(sql_type = BigInt)]
+    pos: i64,
+}
+
+async fn advance_clock(conn: &mut AsyncPgConnection, n: i64) -> Result<i64, RepoError> {
+    Prepared(diesel::sql_query(ADVANCE_CLOCK).bind::<BigInt, _>(n))
+        .get_result::<ClockHead>(conn)
+        .await
+        .optional()?
+        .map(|h| h.pos)
+        .ok_or_else(|| RepoError::Store(no_clock_row()))
+}
+
 async fn advance_conversations(
     conn: &mut AsyncPgConnection,
     demand: &[CounterDemand<'_>],
@@ -195,28 +204,15 @@ async fn advance_conversations(
     let counts: Vec<i64> = demand.iter().map(|d| d.count).collect();
     let first: Vec<i64> = demand.iter().map(|d| d.first_time).collect();
     let last: Vec<i64> = demand.iter().map(|d| d.last_time).collect();
+    let last_pos: Vec<i64> = demand.iter().map(|d| d.last_pos).collect();
     let rows = Prepared(
         diesel::sql_query(ADVANCE_CONVERSATIONS)
             .bind::<Array<Text>, _>(ids)
             .bind::<Array<Integer>, _>(types)
             .bind::<Array<BigInt>, _>(counts)
             .bind::<Array<BigInt>, _>(first)
-            .bind::<Array<BigInt>, _>(last),
-    )
-    .load::<CounterHead>(conn)
-    .await?;
-    Ok(heads(rows))
-}
-
-async fn advance_cursors(
-    conn: &mut AsyncPgConnection,
-    demand: &[(&str, i64)],
-) -> Result<HashMap<String, i64>, RepoError> {
-    let (users, counts): (Vec<&str>, Vec<i64>) = demand.iter().copied().unzip();
-    let rows = Prepared(
-        diesel::sql_query(ADVANCE_CURSORS)
-            .bind::<Array<Text>, _>(users)
-            .bind::<Array<BigInt>, _>(counts),
+            .bind::<Array<BigInt>, _>(last)
+            .bind::<Array<BigInt>, _>(last_pos),
     )
     .load::<CounterHead>(conn)
     .await?;
@@ -244,23 +240,8 @@ async fn insert_messages(
             .bind::<Array<BigInt>, _>(col(rows, |r| r.send_time))
             .bind::<Array<BigInt>, _>(col(rows, |r| r.server_time))
             .bind::<Array<BigInt>, _>(col(rows, |r| r.seq))
-            .bind::<Array<Text>, _>(col(rows, |r| r.extra)),
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn insert_inbox(
-    conn: &mut AsyncPgConnection,
-    rows: &[InboxRow<'_>],
-) -> Result<(), RepoError> {
-    Prepared(
-        diesel::sql_query(INSERT_INBOX)
-            .bind::<Array<Text>, _>(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
-            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.cursor_pos).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(rows.iter().map(|r| r.conversation_id).collect::<Vec<_>>())
-            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.seq).collect::<Vec<_>>()),
+            .bind::<Array<Text>, _>(col(rows, |r| r.extra))
+            .bind::<Array<BigInt>, _>(col(rows, |r| r.pos)),
     )
     .execute(conn)
     .await?;

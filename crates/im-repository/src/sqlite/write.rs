@@ -12,10 +12,8 @@ use im_core::model::{NewMessage, StoredMessage};
 use im_core::ports::Appended;
 
 use crate::error::RepoError;
-use crate::models::{
-    CounterHead, InboxRow, MembershipRow, MessageRow, NewMessageRow, message_select_list,
-};
-use crate::plan::{BatchPlan, ClientKey, CounterDemand, lookup_keys};
+use crate::models::{CounterHead, MembershipRow, MessageRow, NewMessageRow, message_select_list};
+use crate::plan::{BatchPlan, ClientKey, CounterDemand, lookup_keys, no_clock_row};
 use crate::schema::{deliveries, users};
 use crate::sql;
 
@@ -35,11 +33,10 @@ pub(crate) fn append(
         let existing = find_existing(conn, &lookup_keys(batch))?;
         let mut plan = BatchPlan::new(batch, existing);
         if plan.has_new() {
-            let heads = advance_conversations(conn, &plan.counter_demand())?;
+            plan.assign_positions(advance_clock(conn, plan.clock_demand()?)?)?;
+            let heads = advance_conversations(conn, &plan.counter_demand()?)?;
             plan.assign_seqs(&heads)?;
             insert_messages(conn, &plan.message_rows()?)?;
-            let cursor_heads = advance_cursors(conn, &plan.cursor_demand())?;
-            insert_inbox(conn, &plan.inbox_rows(&cursor_heads)?)?;
             insert_memberships(conn, &plan.membership_rows())?;
         }
         let stored = plan.new_count();
@@ -75,6 +72,26 @@ fn find_existing(
     Ok(found)
 }
 
+/// Advances the one `sync_clock` row by the bound count; returns the new head.
+pub(crate) const ADVANCE_CLOCK: &str =
+    "UPDATE sync_clock SET pos = pos + ? WHERE id = 1 RETURNING pos";
+
+#[derive(QueryableByName)]
+struct ClockHead {
+    #[diesel(sql_type = BigInt)]
+    pos: i64,
+}
+
+/// Advances the sync clock by `n`; returns its new head.
+fn advance_clock(conn: &mut SqliteConnection, n: i64) -> Result<i64, RepoError> {
+    diesel::sql_query(ADVANCE_CLOCK)
+        .bind::<BigInt, _>(n)
+        .get_result::<ClockHead>(conn)
+        .optional()?
+        .map(|h| h.pos)
+        .ok_or_else(|| RepoError::Store(no_clock_row()))
+}
+
 /// Advances the conversation counters (creating missing rows) by each
 /// demand's count, in the demand's (sorted) order; returns the new heads.
 fn advance_conversations(
@@ -82,38 +99,20 @@ fn advance_conversations(
     demand: &[CounterDemand<'_>],
 ) -> Result<HashMap<String, i64>, RepoError> {
     let head = "INSERT INTO conversations \
-                (conversation_id, conversation_type, max_seq, created_at, updated_at)";
+                (conversation_id, conversation_type, max_seq, created_at, updated_at, last_pos)";
     let tail = "ON CONFLICT (conversation_id) DO UPDATE SET \
                 max_seq = conversations.max_seq + excluded.max_seq, \
-                updated_at = max(conversations.updated_at, excluded.updated_at) \
+                updated_at = max(conversations.updated_at, excluded.updated_at), \
+                last_pos = excluded.last_pos \
                 RETURNING conversation_id AS id, max_seq AS head";
     let mut heads = HashMap::with_capacity(demand.len());
-    for query in sql::chunked::<Sqlite, _>(head, tail, 5, demand, |q, d| {
+    for query in sql::chunked::<Sqlite, _>(head, tail, 6, demand, |q, d| {
         q.bind::<Text, _>(d.conversation_id)
             .bind::<Integer, _>(d.conversation_type)
             .bind::<BigInt, _>(d.count)
             .bind::<BigInt, _>(d.first_time)
             .bind::<BigInt, _>(d.last_time)
-    }) {
-        for h in query.load::<CounterHead>(conn)? {
-            heads.insert(h.id, h.head);
-        }
-    }
-    Ok(heads)
-}
-
-/// Advances the user cursors (creating missing rows) by each count, in the
-/// given (sorted) order; returns the new heads.
-fn advance_cursors(
-    conn: &mut SqliteConnection,
-    demand: &[(&str, i64)],
-) -> Result<HashMap<String, i64>, RepoError> {
-    let head = "INSERT INTO user_cursors (user_id, head)";
-    let tail = "ON CONFLICT (user_id) DO UPDATE SET head = user_cursors.head + excluded.head \
-                RETURNING user_id AS id, head AS head";
-    let mut heads = HashMap::with_capacity(demand.len());
-    for query in sql::chunked::<Sqlite, _>(head, tail, 2, demand, |q, (user, count)| {
-        q.bind::<Text, _>(*user).bind::<BigInt, _>(*count)
+            .bind::<BigInt, _>(d.last_pos)
     }) {
         for h in query.load::<CounterHead>(conn)? {
             heads.insert(h.id, h.head);
@@ -129,8 +128,8 @@ fn insert_messages(
 ) -> Result<(), RepoError> {
     let head = "INSERT INTO messages (server_msg_id, client_msg_id, conversation_id, \
                 conversation_type, sender_id, receiver_id, group_id, message_type, content, \
-                send_time, server_time, seq, extra)";
-    for query in sql::chunked::<Sqlite, _>(head, "", 13, rows, |q, r| {
+                send_time, server_time, seq, extra, pos)";
+    for query in sql::chunked::<Sqlite, _>(head, "", 14, rows, |q, r| {
         q.bind::<Text, _>(r.server_msg_id)
             .bind::<Text, _>(r.client_msg_id)
             .bind::<Text, _>(r.conversation_id)
@@ -144,20 +143,7 @@ fn insert_messages(
             .bind::<BigInt, _>(r.server_time)
             .bind::<BigInt, _>(r.seq)
             .bind::<Text, _>(r.extra)
-    }) {
-        query.execute(conn)?;
-    }
-    Ok(())
-}
-
-/// Multi-row inserts of the inbox entries.
-fn insert_inbox(conn: &mut SqliteConnection, rows: &[InboxRow<'_>]) -> Result<(), RepoError> {
-    let head = "INSERT INTO user_inbox (user_id, cursor_pos, conversation_id, seq)";
-    for query in sql::chunked::<Sqlite, _>(head, "", 4, rows, |q, r| {
-        q.bind::<Text, _>(r.user_id)
-            .bind::<BigInt, _>(r.cursor_pos)
-            .bind::<Text, _>(r.conversation_id)
-            .bind::<BigInt, _>(r.seq)
+            .bind::<BigInt, _>(r.pos)
     }) {
         query.execute(conn)?;
     }

@@ -1,19 +1,22 @@
-//! `MessageStore::append`: seq allocation, dedupe, inbox, batching — the
-//! same tests on every backend.
+//! `MessageStore::append`: seq allocation, dedupe, v1 sync positions,
+//! batching — the same tests on every backend.
 
 use std::collections::HashMap;
 
-use im_core::ports::MessageStore;
+use im_core::ports::{GroupStore, InboxEntry, MessageStore};
+
 use im_repository::AnyStore;
 
 use crate::common::{TestDb, append_retrying, group, single, store_tests, uid};
+use crate::groups::{create, members};
 
 store_tests!(
     seqs_are_gapless_from_one_across_batches,
     one_batch_touching_several_conversations,
     dedupe_against_the_store,
     dedupe_within_a_batch,
-    inbox_cursors_are_contiguous_per_participant_and_page,
+    inbox_pages_through_every_conversation_in_commit_order,
+    inbox_follows_current_group_membership,
     large_batch_is_chunked,
     concurrent_appends_keep_seqs_gapless_and_unique,
     a_failed_batch_stores_nothing_and_consumes_no_seq,
@@ -136,8 +139,36 @@ async fn dedupe_within_a_batch(db: TestDb) {
     assert!(db.store.append(&[]).await.unwrap().is_empty());
 }
 
-async fn inbox_cursors_are_contiguous_per_participant_and_page(db: TestDb) {
+/// Every entry of `user`'s sync stream after `after`, paged by `page`:
+/// checks that cursors strictly increase and pages are at most `page` long.
+pub(crate) async fn read_stream(
+    store: &AnyStore,
+    user: &str,
+    mut after: i64,
+    page: u32,
+) -> Vec<InboxEntry> {
+    let mut got: Vec<InboxEntry> = Vec::new();
+    loop {
+        let entries = store.inbox_after(&uid(user), after, page).await.unwrap();
+        if entries.is_empty() {
+            return got;
+        }
+        assert!(entries.len() <= page as usize);
+        for e in entries {
+            assert!(
+                e.cursor > after,
+                "{user}: cursor {} after {after}",
+                e.cursor
+            );
+            after = e.cursor;
+            got.push(e);
+        }
+    }
+}
+
+async fn inbox_pages_through_every_conversation_in_commit_order(db: TestDb) {
     let members = ["alice", "bob", "carol"];
+    create(&db.store, "g", "carol", &["alice", "bob"], 1).await;
     let mut batches = Vec::new();
     for b in 0..4 {
         batches.push(vec![
@@ -172,23 +203,20 @@ async fn inbox_cursors_are_contiguous_per_participant_and_page(db: TestDb) {
     for user in members {
         let want = expected.get(user).cloned().unwrap_or_default();
         let head = db.store.inbox_head(&uid(user)).await.unwrap();
-        assert_eq!(head, want.len() as i64, "{user}");
-        // page through with limit 3
-        let mut after = 0;
-        let mut got = Vec::new();
-        loop {
-            let page = db.store.inbox_after(&uid(user), after, 3).await.unwrap();
-            if page.is_empty() {
-                break;
-            }
-            assert!(page.len() <= 3);
-            for e in page {
-                assert_eq!(e.cursor, after + 1, "contiguous cursors for {user}");
-                after = e.cursor;
-                got.push(e.message.server_msg_id);
-            }
-        }
-        assert_eq!(got, want, "{user}");
+        // page through with limit 3: commit order, each message once
+        let got = read_stream(&db.store, user, 0, 3).await;
+        assert_eq!(
+            got.iter()
+                .map(|e| e.message.server_msg_id.clone())
+                .collect::<Vec<_>>(),
+            want,
+            "{user}"
+        );
+        assert_eq!(got.last().unwrap().cursor, head, "{user}: head");
+        // a cursor in the middle continues right after it
+        let mid = got.get(4).unwrap().cursor;
+        let rest = read_stream(&db.store, user, mid, 100).await;
+        assert_eq!(rest, got.get(5..).unwrap().to_vec(), "{user}");
         assert!(
             db.store
                 .inbox_after(&uid(user), head, 10)
@@ -203,7 +231,24 @@ async fn inbox_cursors_are_contiguous_per_participant_and_page(db: TestDb) {
                 .unwrap()
                 .is_empty()
         );
+        // a cursor from nowhere (negative, past the head) is just a position
+        assert_eq!(read_stream(&db.store, user, -5, 100).await, got);
+        assert!(read_stream(&db.store, user, i64::MAX, 10).await.is_empty());
     }
+    // cursors are one clock: alice's and bob's streams interleave, and
+    // every position handed out is unique
+    let mut all: Vec<i64> = Vec::new();
+    for user in members {
+        all.extend(
+            read_stream(&db.store, user, 0, 100)
+                .await
+                .iter()
+                .map(|e| e.cursor),
+        );
+    }
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all, (1..=16).collect::<Vec<_>>());
     assert_eq!(db.store.inbox_head(&uid("nobody")).await.unwrap(), 0);
     assert!(
         db.store
@@ -212,6 +257,60 @@ async fn inbox_cursors_are_contiguous_per_participant_and_page(db: TestDb) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// v1 sync serves the conversations a user is a member of when they sync:
+/// a member who joins later reads the earlier group history from cursor 0
+/// (as SYNC_RANGE lets members); a removed member stops getting the group;
+/// a member who was offline gets everything after their cursor.
+async fn inbox_follows_current_group_membership(db: TestDb) {
+    let s = &db.store;
+    create(s, "g", "owner", &["early", "leaver"], 1).await;
+    let all = ["owner", "early", "leaver"];
+    let before = s
+        .append(&[
+            group("g", "owner", &all, "1"),
+            group("g", "early", &all, "2"),
+        ])
+        .await
+        .unwrap();
+    // "early" saw the first message, then went offline
+    let cursor = s
+        .inbox_after(&uid("early"), 0, 1)
+        .await
+        .unwrap()
+        .first()
+        .unwrap()
+        .cursor;
+    s.add_members("g", &members("g", &["late"], 2), 500)
+        .await
+        .unwrap();
+    s.remove_members("g", &["leaver".to_owned()]).await.unwrap();
+    let after = s
+        .append(&[
+            group("g", "owner", &["owner", "early", "late"], "3"),
+            single("leaver", "owner", "4"),
+        ])
+        .await
+        .unwrap();
+    let ids = |v: &[InboxEntry]| -> Vec<String> {
+        v.iter().map(|e| e.message.client_msg_id.clone()).collect()
+    };
+    // offline member: everything after their cursor, once
+    assert_eq!(ids(&read_stream(s, "early", cursor, 10).await), ["2", "3"]);
+    // late joiner: the whole group history
+    assert_eq!(ids(&read_stream(s, "late", 0, 10).await), ["1", "2", "3"]);
+    assert_eq!(
+        s.inbox_head(&uid("late")).await.unwrap(),
+        read_stream(s, "late", 0, 10).await.last().unwrap().cursor
+    );
+    // removed member: only their 1:1 conversation
+    assert_eq!(ids(&read_stream(s, "leaver", 0, 10).await), ["4"]);
+    assert_eq!(
+        ids(&read_stream(s, "owner", 0, 10).await),
+        ["1", "2", "3", "4"]
+    );
+    assert!(before.iter().chain(&after).all(|a| !a.duplicate));
 }
 
 async fn large_batch_is_chunked(db: TestDb) {
@@ -240,8 +339,14 @@ async fn large_batch_is_chunked(db: TestDb) {
     for (conv, s) in per_conv {
         assert_eq!(s, (1..=s.len() as i64).collect::<Vec<_>>(), "{conv}");
     }
+    // m2 is in every 1:1 conversation, the last message of the batch is
+    // one of them; m3 is a member of no group (no GroupStore here), so has
+    // no conversations
     assert_eq!(db.store.inbox_head(&uid("m2")).await.unwrap(), 5_000);
-    assert_eq!(db.store.inbox_head(&uid("m3")).await.unwrap(), 2_500);
+    let m2 = db.store.inbox_after(&uid("m2"), 0, 10_000).await.unwrap();
+    assert_eq!(m2.len(), 2_500);
+    assert!(m2.windows(2).all(|w| w[0].cursor < w[1].cursor));
+    assert_eq!(db.store.inbox_head(&uid("m3")).await.unwrap(), 0);
     // and all of it dedupes as one batch too
     let again = db.store.append(&batch).await.unwrap();
     assert!(again.iter().all(|a| a.duplicate));
@@ -321,9 +426,16 @@ async fn concurrent_appends_keep_seqs_gapless_and_unique(db: TestDb) {
         shared.iter().map(|m| m.seq).collect::<Vec<_>>(),
         (1..=shared.len() as i64).collect::<Vec<_>>()
     );
+    // p0's sync stream: every message of its 1:1 conversations once, by
+    // increasing cursor, ending at the head (group_shared has no members here)
     let p0_head = db.store.inbox_head(&uid("p0")).await.unwrap();
-    let p0_all = db.store.inbox_after(&uid("p0"), 0, 100_000).await.unwrap();
-    assert_eq!(p0_all.len() as i64, p0_head);
+    let p0_all = read_stream(&db.store, "p0", 0, 7).await;
+    let mine = all
+        .iter()
+        .filter(|a| ["single_p0_p1", "single_p0_p9"].contains(&a.message.conversation_id.as_str()))
+        .count();
+    assert_eq!(p0_all.len(), mine);
+    assert_eq!(p0_all.last().unwrap().cursor, p0_head);
 }
 
 async fn a_failed_batch_stores_nothing_and_consumes_no_seq(db: TestDb) {

@@ -15,6 +15,7 @@ store_tests!(
 );
 
 async fn data_survives_reopen(db: TestDb) {
+    crate::groups::create(&db.store, "g", "bob", &["alice"], 1).await;
     let written = db
         .store
         .append(&[

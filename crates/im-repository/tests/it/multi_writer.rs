@@ -1,8 +1,8 @@
 //! Several server processes writing the same conversations: two
 //! independent stores (separate pools, or separate writer connections on
-//! SQLite) append concurrently; seqs and inbox cursors must stay gapless and
-//! unique, every send stored once, and no error may surface that the
-//! writer's retry does not absorb.
+//! SQLite) append concurrently; seqs must stay gapless and unique, sync
+//! cursors unique and in commit order, every send stored once, and no error
+//! may surface that the writer's retry does not absorb.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -10,10 +10,13 @@ use im_core::model::NewMessage;
 use im_core::ports::{Appended, MessageStore};
 use im_repository::AnyStore;
 
+use crate::append::read_stream;
 use crate::common::{TestDb, append_retrying, group, single, store_tests, uid};
+use crate::groups::create;
 
 store_tests!(
     two_stores_keep_seqs_and_cursors_gapless,
+    a_reader_following_its_cursor_sees_every_commit_once,
     two_stores_racing_the_same_sends_store_each_once,
     sharded_writers_with_large_batches_never_deadlock,
 );
@@ -55,9 +58,16 @@ async fn writer(store: AnyStore, w: usize, batches: usize) -> (Vec<Appended>, us
     (out, retries)
 }
 
+/// The groups of [`batch`], with the members its messages name.
+async fn create_groups(store: &AnyStore) {
+    create(store, "hot", USERS[0], &USERS[1..], 1).await;
+    create(store, "warm", USERS[0], &USERS[1..3], 1).await;
+}
+
 /// Every conversation in `sent` reads back gapless from 1 with exactly the
-/// sent messages; every user's inbox has contiguous cursors from 1 and one
-/// entry per message they take part in.
+/// sent messages; every user's sync stream has one entry per message they
+/// take part in, by strictly increasing cursor up to their head, and no
+/// cursor belongs to two messages.
 async fn check_store(store: &AnyStore, sent: &[Appended], inputs: &[NewMessage]) {
     let mut per_conv: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
     for a in sent {
@@ -91,25 +101,29 @@ async fn check_store(store: &AnyStore, sent: &[Appended], inputs: &[NewMessage])
             *expected.entry(p).or_default() += 1;
         }
     }
+    let mut owner_of: HashMap<i64, String> = HashMap::new();
     for user in USERS {
         let head = store.inbox_head(&uid(user)).await.unwrap();
-        let entries = store.inbox_after(&uid(user), 0, 100_000).await.unwrap();
-        assert_eq!(
-            entries.iter().map(|e| e.cursor).collect::<Vec<_>>(),
-            (1..=head).collect::<Vec<_>>(),
-            "{user}: inbox cursors not gapless"
-        );
+        let entries = read_stream(store, user, 0, 50).await;
+        assert_eq!(entries.last().map_or(0, |e| e.cursor), head, "{user}");
         assert_eq!(
             entries.len(),
             expected.get(user).copied().unwrap_or(0),
             "{user}"
         );
+        for e in entries {
+            let id = owner_of
+                .entry(e.cursor)
+                .or_insert_with(|| e.message.server_msg_id.clone());
+            assert_eq!(*id, e.message.server_msg_id, "cursor {} reused", e.cursor);
+        }
     }
 }
 
 async fn two_stores_keep_seqs_and_cursors_gapless(db: TestDb) {
     const WRITERS: usize = 8;
     const BATCHES: usize = 20;
+    create_groups(&db.store).await;
     let other = db.another().await;
     let tasks: Vec<_> = (0..WRITERS)
         .map(|w| {
@@ -168,9 +182,101 @@ async fn two_stores_keep_seqs_and_cursors_gapless(db: TestDb) {
     check_store(&other, &sent, &inputs).await;
 }
 
+/// The commit-order guarantee of v1 sync: writers on two stores append
+/// batches to many conversations of one user (disjoint per writer, so only
+/// the sync clock orders them) while that user follows its cursor. If a
+/// position could become visible before a lower one, the reader would move
+/// past the lower one and never see it.
+async fn a_reader_following_its_cursor_sees_every_commit_once(db: TestDb) {
+    const WRITERS: usize = 4;
+    const BATCHES: usize = 25;
+    const BATCH: usize = 12;
+    create(&db.store, "room", "reader", &["w0", "w1", "w2", "w3"], 1).await;
+    let other = db.another().await;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = if w % 2 == 0 {
+                db.store.clone()
+            } else {
+                other.clone()
+            };
+            tokio::spawn(async move {
+                let mut stored = Vec::new();
+                for b in 0..BATCHES {
+                    let batch: Vec<NewMessage> = (0..BATCH)
+                        .map(|i| {
+                            let cid = format!("w{w}-b{b}-{i}");
+                            // writer w owns peers p<w>_* and every 4th batch
+                            // also writes the shared group
+                            if b % 4 == w && i == 0 {
+                                group("room", &format!("w{w}"), &[], &cid)
+                            } else {
+                                single(&format!("p{w}_{}", (b + i) % 5), "reader", &cid)
+                            }
+                        })
+                        .collect();
+                    let (res, _) = append_retrying(&store, &batch).await;
+                    stored.extend(res.into_iter().map(|a| a.message.server_msg_id));
+                }
+                stored
+            })
+        })
+        .collect();
+    // the reader polls while the writers run (small pages: it catches up
+    // with the head often), and drains once they are done
+    let mut seen: Vec<(i64, String)> = Vec::new();
+    let mut cursor = 0;
+    let mut polls = 0u32;
+    while writers.iter().any(|w| !w.is_finished()) {
+        let page = db
+            .store
+            .inbox_after(&uid("reader"), cursor, 5)
+            .await
+            .unwrap();
+        polls += 1;
+        for e in page {
+            assert!(e.cursor > cursor);
+            cursor = e.cursor;
+            seen.push((e.cursor, e.message.server_msg_id));
+        }
+        tokio::task::yield_now().await;
+    }
+    let mut sent = HashSet::new();
+    for w in writers {
+        sent.extend(w.await.unwrap());
+    }
+    for e in read_stream(&other, "reader", cursor, 5).await {
+        seen.push((e.cursor, e.message.server_msg_id));
+    }
+    println!(
+        "{}: {} messages, {polls} polls while writing",
+        db.backend(),
+        seen.len()
+    );
+    assert_eq!(sent.len(), WRITERS * BATCHES * BATCH);
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0),
+        "cursors not increasing"
+    );
+    let ids: Vec<&String> = seen.iter().map(|(_, id)| id).collect();
+    let distinct: HashSet<&String> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), ids.len(), "a message was seen twice");
+    let missed: Vec<&String> = sent.iter().filter(|id| !distinct.contains(id)).collect();
+    assert!(
+        missed.is_empty(),
+        "the reader skipped {} messages",
+        missed.len()
+    );
+    assert_eq!(
+        db.store.inbox_head(&uid("reader")).await.unwrap(),
+        cursor.max(seen.last().unwrap().0)
+    );
+}
+
 async fn two_stores_racing_the_same_sends_store_each_once(db: TestDb) {
     // A client resending through two nodes at once: the same
     // (sender, client_msg_id) reaches both stores concurrently.
+    create_groups(&db.store).await;
     let other = db.another().await;
     let mut sent = Vec::new();
     let mut inputs = Vec::new();

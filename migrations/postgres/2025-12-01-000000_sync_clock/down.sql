@@ -1,0 +1,27 @@
+-- Back to per-user inbox rows, rebuilt from the positions: every user gets
+-- cursors 1.. over the messages of their current conversations, by pos.
+-- (v1 clients then hold cursors from the position era, larger than the
+-- rebuilt ones: they see nothing new until their conversations pass them.)
+CREATE TABLE user_cursors (
+    user_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+    head    BIGINT           NOT NULL
+);
+CREATE TABLE user_inbox (
+    user_id         TEXT COLLATE "C" NOT NULL,
+    cursor_pos      BIGINT           NOT NULL,
+    conversation_id TEXT COLLATE "C" NOT NULL,
+    seq             BIGINT           NOT NULL,
+    PRIMARY KEY (user_id, cursor_pos),
+    FOREIGN KEY (conversation_id, seq) REFERENCES messages (conversation_id, seq)
+);
+INSERT INTO user_inbox (user_id, cursor_pos, conversation_id, seq)
+SELECT uc.user_id, ROW_NUMBER() OVER (PARTITION BY uc.user_id ORDER BY m.pos),
+    m.conversation_id, m.seq
+FROM user_conversations AS uc JOIN messages AS m ON m.conversation_id = uc.conversation_id;
+INSERT INTO user_cursors (user_id, head)
+SELECT user_id, MAX(cursor_pos) FROM user_inbox GROUP BY user_id;
+
+DROP TABLE sync_clock;
+ALTER TABLE conversations DROP COLUMN last_pos;
+ALTER TABLE messages DROP CONSTRAINT messages_conversation_pos_key;
+ALTER TABLE messages DROP COLUMN pos;
