@@ -87,6 +87,11 @@ pub trait MessageStore: Send + Sync {
         limit: u32,
     ) -> StoreResult<Vec<InboxEntry>>;
 
+    /// How many messages [`Self::inbox_after`] has after `after`, counting
+    /// at most `cap` (a larger backlog answers `cap`): cursors are positions
+    /// shared by every user, so their difference is no count.
+    async fn inbox_count_after(&self, user: &UserId, after: i64, cap: u32) -> StoreResult<u64>;
+
     /// Records that `device` of `user` received everything in `conversation_id`
     /// up to `seq` (never moves backwards).
     async fn record_delivered(

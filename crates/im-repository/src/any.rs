@@ -226,6 +226,10 @@ impl MessageStore for AnyStore {
         delegate!(self, s => s.inbox_head(user).await)
     }
 
+    async fn inbox_count_after(&self, user: &UserId, after: i64, cap: u32) -> StoreResult<u64> {
+        delegate!(self, s => s.inbox_count_after(user, after, cap).await)
+    }
+
     async fn inbox_after(
         &self,
         user: &UserId,

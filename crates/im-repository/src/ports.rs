@@ -119,6 +119,31 @@ macro_rules! impl_store_ports {
                     .unwrap_or(0))
             }
 
+            async fn inbox_count_after(
+                &self,
+                user: &im_core::UserId,
+                after: i64,
+                cap: u32,
+            ) -> im_core::ports::StoreResult<u64> {
+                use diesel_async::RunQueryDsl;
+                if cap == 0 {
+                    return Ok(0);
+                }
+                let mut conn = self.reader().await?;
+                // The positions only (index-only, like the first step of
+                // inbox_after), at most `cap` of them.
+                let n = crate::read::inbox_positions(
+                    user.as_str(),
+                    after,
+                    crate::ports::sql_limit(cap),
+                )
+                .load::<(i64, i64)>(&mut *conn)
+                .await
+                .map_err(crate::error::map_diesel)?
+                .len();
+                Ok(u64::try_from(n).unwrap_or(u64::MAX))
+            }
+
             async fn inbox_after(
                 &self,
                 user: &im_core::UserId,

@@ -34,6 +34,10 @@ use im_core::cluster::{Bus, RouteTable};
 /// Rough per-message overhead of a MessageInfo on the wire, for size capping.
 const MESSAGE_OVERHEAD: usize = 256;
 
+/// The most messages [`MessagingService::inbox_backlog`] counts: a count
+/// reads index entries, so a huge backlog is reported as this many.
+pub const INBOX_COUNT_CAP: u32 = 10_000;
+
 /// Every port the services use. `bins/im-server` fills it with the
 /// concrete adapters; tests with `im-testkit` fakes.
 pub struct Ports {
@@ -839,6 +843,14 @@ impl MessagingService {
     /// Cursor of the newest message in `user`'s conversations (AuthResponse.max_seq).
     pub async fn inbox_head(&self, user: &UserId) -> Result<i64, StoreError> {
         self.store.inbox_head(user).await
+    }
+
+    /// How many messages v1 sync has for `user` after `after`, counted up
+    /// to [`INBOX_COUNT_CAP`] (the HTTP sync's `totalCount`).
+    pub async fn inbox_backlog(&self, user: &UserId, after: i64) -> Result<u64, StoreError> {
+        self.store
+            .inbox_count_after(user, after, INBOX_COUNT_CAP)
+            .await
     }
 
     /// Relays a typing notification to the other participants' sessions:

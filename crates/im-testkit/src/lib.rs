@@ -297,6 +297,10 @@ impl MessageStore for MemoryStore {
             .unwrap_or(0))
     }
 
+    async fn inbox_count_after(&self, user: &UserId, after: i64, cap: u32) -> StoreResult<u64> {
+        Ok(self.inbox_after(user, after, cap).await?.len() as u64)
+    }
+
     async fn inbox_after(
         &self,
         user: &UserId,

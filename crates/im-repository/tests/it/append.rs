@@ -231,6 +231,14 @@ async fn inbox_pages_through_every_conversation_in_commit_order(db: TestDb) {
                 .unwrap()
                 .is_empty()
         );
+        // the backlog after a cursor is a count of messages, capped
+        let me = uid(user);
+        let count = |after, cap| db.store.inbox_count_after(&me, after, cap);
+        assert_eq!(count(0, 1_000).await.unwrap(), want.len() as u64, "{user}");
+        assert_eq!(count(mid, 1_000).await.unwrap(), (got.len() - 5) as u64);
+        assert_eq!(count(0, 2).await.unwrap(), 2);
+        assert_eq!(count(0, 0).await.unwrap(), 0);
+        assert_eq!(count(head, 1_000).await.unwrap(), 0);
         // a cursor from nowhere (negative, past the head) is just a position
         assert_eq!(read_stream(&db.store, user, -5, 100).await, got);
         assert!(read_stream(&db.store, user, i64::MAX, 10).await.is_empty());

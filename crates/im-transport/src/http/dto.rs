@@ -333,7 +333,8 @@ pub struct SyncDto {
     /// The cursor to send as the next `lastSeq`.
     pub max_seq: i64,
     pub has_more: bool,
-    /// Messages after the request's `lastSeq` (this page included).
+    /// Messages after the request's `lastSeq` (this page included), counted
+    /// up to 10,000 (a larger backlog reports 10,000).
     pub total_count: i64,
 }
 

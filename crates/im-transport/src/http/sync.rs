@@ -65,8 +65,8 @@ async fn sync(
         ));
     }
     let m = &t.services.messaging;
-    let head = m
-        .inbox_head(&me.user)
+    let backlog = m
+        .inbox_backlog(&me.user, b.last_seq)
         .await
         .map_err(im_service::ServiceError::from)?;
     match m.sync_inbox(&me.user, b.last_seq, 0, b.count).await {
@@ -80,7 +80,7 @@ async fn sync(
             messages: dtos(&messages, me.user.as_str()),
             max_seq: server_max_seq,
             has_more,
-            total_count: head.saturating_sub(b.last_seq).max(0),
+            total_count: i64::try_from(backlog).unwrap_or(i64::MAX),
         }),
         Reply::SyncInbox { code, msg, .. } => Err(ApiError::from_code(code, msg)),
         _ => Err(ApiError::internal()),
