@@ -22,24 +22,21 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The response head (status line and headers) and body of one request on
-/// a fresh connection; with `read_body` false only the head is read (an
-/// upgraded connection never ends).
-async fn raw(addr: SocketAddr, request: &str, read_body: bool) -> (String, Vec<u8>) {
+/// The response head (status line and headers, lower-cased) of one request
+/// on a fresh connection, read up to the blank line (an upgraded connection
+/// never ends).
+async fn response_head(addr: SocketAddr, request: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     let read = async {
-        loop {
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
             let n = s.read(&mut buf).await.unwrap_or(0);
             if n == 0 {
                 break;
             }
             out.extend_from_slice(&buf[..n]);
-            if !read_body && out.windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
-            }
         }
     };
     tokio::time::timeout(crate::WAIT, read).await.unwrap();
@@ -47,19 +44,13 @@ async fn raw(addr: SocketAddr, request: &str, read_body: bool) -> (String, Vec<u
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(&out)));
-    (
-        String::from_utf8_lossy(&out[..split]).to_ascii_lowercase(),
-        out[split + 4..].to_vec(),
-    )
+    String::from_utf8_lossy(&out[..split]).to_ascii_lowercase()
 }
 
+/// `GET path`: the response head (lower-cased) and body.
 async fn get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
-    raw(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
-        true,
-    )
-    .await
+    let (_, head, body) = crate::messaging::http(addr, "GET", path, &[], "").await;
+    (head, body.into_bytes())
 }
 
 #[tokio::test]
@@ -123,7 +114,7 @@ async fn disabled_serves_nothing() {
 async fn the_ws_port_accepts_an_upgrade_from_the_page_origin() {
     let s = TestServer::start().await;
     let origin = format!("http://{}", s.addrs.http);
-    let (head, _) = raw(
+    let head = response_head(
         s.addrs.ws,
         &format!(
             "GET /ws/v2 HTTP/1.1\r\nHost: {}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
@@ -132,7 +123,6 @@ async fn the_ws_port_accepts_an_upgrade_from_the_page_origin() {
              Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
             s.addrs.ws
         ),
-        false,
     )
     .await;
     assert!(head.starts_with("http/1.1 101"), "{head}");
