@@ -192,7 +192,7 @@ async fn a_full_writer_queue_gets_no_reply_and_the_resend_is_stored_once() {
 #[tokio::test]
 async fn a_rate_limited_send_gets_no_reply_is_counted_and_recovers_by_resend() {
     let s = TestServer::start_with(|c| {
-        c.rate_limit.requests_per_second = 2;
+        c.rate_limit.requests_per_second = 1;
         c.rate_limit.burst = 3;
     })
     .await;
@@ -253,7 +253,7 @@ async fn a_rate_limited_send_gets_no_reply_is_counted_and_recovers_by_resend() {
 #[tokio::test]
 async fn a_rate_limited_batch_sync_gets_no_reply_and_the_sdk_retry_is_served() {
     let s = TestServer::start_with(|c| {
-        c.rate_limit.requests_per_second = 2;
+        c.rate_limit.requests_per_second = 1;
         c.rate_limit.burst = 1;
     })
     .await;
