@@ -142,7 +142,7 @@ pub enum Dispatched {
     Reply(Reply),
     /// The reply, if any, is ready when this future resolves (a send
     /// awaiting its commit; `None`: a transient failure, see
-    /// [`answer_transient`]). It is already ordered with respect to other
+    /// `answer_transient`). It is already ordered with respect to other
     /// sends of the connection; the transport may run it concurrently with
     /// later frames.
     Later(BoxFuture<'static, Option<Reply>>),
@@ -191,7 +191,7 @@ fn resent_on_silence(req: &Request) -> Option<&'static str> {
 /// succeeds once the condition is over (sends are idempotent on
 /// (sender, client_msg_id)). Otherwise the answer is the condition's error
 /// code and message.
-pub(crate) fn answer_transient(
+fn answer_transient(
     resend: Option<&'static str>,
     t: Transient,
 ) -> Option<(ErrorCode, &'static str)> {
