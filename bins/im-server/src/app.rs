@@ -107,6 +107,7 @@ pub fn service_config(c: &Config) -> ServiceConfig {
             KickPolicy::Single => im_service::KickPolicy::Single,
             KickPolicy::Multi => im_service::KickPolicy::Multi,
         },
+        no_own_echo_platforms: c.session.no_own_echo_platforms.clone(),
         sync_default_per_conversation: c.message.sync_default_per_conversation,
         sync_max_per_conversation: c.message.sync_max_per_conversation,
         sync_max_reply_bytes: c.message.sync_max_reply_bytes,

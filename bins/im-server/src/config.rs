@@ -539,7 +539,8 @@ pub struct WriterConfig {
     pub queue_capacity: usize,
     /// Parallel writer workers (conversations are sharded over them).
     pub workers: usize,
-    /// How long a send waits for room in a full queue before ERR_SEND_TOO_FAST.
+    /// How long a send waits for room in a full queue; then it gets no reply
+    /// and the client resends it.
     #[serde(deserialize_with = "duration::human")]
     pub enqueue_timeout: Duration,
 }
@@ -618,6 +619,11 @@ pub enum KickPolicy {
 #[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
     pub kick_policy: KickPolicy,
+    /// Platforms (the `platform` of AUTH_REQ, compared case-insensitively)
+    /// whose sessions are not sent PUSH_MSG of their user's own messages
+    /// sent from another session; they learn them by sync. Default `iOS`:
+    /// the SwiftIM SDK shows pushed messages as incoming and unread.
+    pub no_own_echo_platforms: Vec<String>,
     /// Frames queued for one session; when full the session is closed and
     /// the client re-syncs.
     pub outbound_queue: usize,
@@ -629,6 +635,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             kick_policy: KickPolicy::PerPlatform,
+            no_own_echo_platforms: vec![im_service::config::SWIFTIM_PLATFORM.to_owned()],
             outbound_queue: 1024,
             max_frame_bytes: 1024 * 1024,
         }
@@ -700,8 +707,9 @@ impl ClusterConfig {
 
 /// Rate limits (`rate_limit.*`), token buckets counted by each node.
 /// Per user: sustained `requests_per_second`, bursts up to `burst`, over
-/// every authenticated request of a session except ACKs and typing
-/// (ERR_SEND_TOO_FAST) and every authenticated HTTP call (429). Per client
+/// every authenticated request of a session except ACKs and typing (no
+/// reply to sends and v2 sync requests, ERR_SEND_TOO_FAST to the others)
+/// and every authenticated HTTP call (429). Per client
 /// address: `ip_requests_per_second` / `ip_burst` over new WebSocket/TCP
 /// connections (dropped) and register/login/refresh calls (429).
 #[derive(Debug, Clone, Deserialize)]
@@ -1265,6 +1273,14 @@ impl Config {
             100_000,
         );
         let s = &self.session;
+        for p in &s.no_own_echo_platforms {
+            if p.is_empty() || p.len() > 64 || p.chars().any(char::is_control) {
+                v.issue(
+                    "session.no_own_echo_platforms",
+                    format!("entries must be 1..=64 printable characters, got {p:?}"),
+                );
+            }
+        }
         v.range("session.outbound_queue", s.outbound_queue, 1, 1_000_000);
         v.range(
             "session.max_frame_bytes",

@@ -116,6 +116,7 @@ fn defaults_load_without_file() {
         assert_eq!(c.message.writer.linger, Duration::from_millis(2));
         assert_eq!(c.message.writer.queue_capacity, 8192);
         assert_eq!(c.session.kick_policy, KickPolicy::PerPlatform);
+        assert_eq!(c.session.no_own_echo_platforms, vec!["iOS".to_owned()]);
         assert_eq!(c.session.outbound_queue, 1024);
         assert_eq!(c.session.max_frame_bytes, 1 << 20);
         assert_eq!(c.logger.format, LogFormat::Console);
@@ -555,6 +556,26 @@ fn debug_output_never_shows_secrets() {
         );
         assert!(debug.contains("REDACTED"), "{debug}");
         assert!(!c.redis.url().expose_secret().is_empty());
+        Ok(())
+    });
+}
+
+#[test]
+fn own_echo_platforms_come_from_yaml_and_env_and_are_checked() {
+    Jail::expect_with(|jail| {
+        let c = load_yaml(jail, "session:\n  no_own_echo_platforms: [iOS, Android]\n").unwrap();
+        assert_eq!(c.session.no_own_echo_platforms, ["iOS", "Android"]);
+        jail.set_env("IM_SESSION__NO_OWN_ECHO_PLATFORMS", "[]");
+        let c = load_yaml(jail, "").unwrap();
+        assert!(c.session.no_own_echo_platforms.is_empty());
+        jail.set_env("IM_SESSION__NO_OWN_ECHO_PLATFORMS", "[iOS, \"\"]");
+        let err = error_text(load_yaml(jail, ""));
+        assert!(
+            err.contains(
+                "session.no_own_echo_platforms: entries must be 1..=64 printable characters"
+            ),
+            "{err}"
+        );
         Ok(())
     });
 }

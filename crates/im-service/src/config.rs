@@ -25,6 +25,13 @@ impl KickPolicy {
     }
 }
 
+/// The `platform` both generations of the SwiftIM SDK send in AUTH_REQ
+/// (IMWebSocketTransport.swift:155@5529e01, :156@07bf3fe;
+/// IMTCPTransport.swift:301@07bf3fe). The SDK shows every pushed message
+/// as incoming and unread (IMClient.swift:842/1247@5529e01,
+/// 1137/1611@07bf3fe), so it must not be sent its user's own messages.
+pub const SWIFTIM_PLATFORM: &str = "iOS";
+
 /// The batching writer's knobs.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -38,7 +45,7 @@ pub struct WriterConfig {
     /// conversation is always written by the same worker, in order.
     pub workers: usize,
     /// How long a send waits for room in a full queue before it is refused
-    /// with ERR_SEND_TOO_FAST.
+    /// ([`crate::error::Transient::Overloaded`]: no reply, the client resends).
     pub enqueue_timeout: Duration,
 }
 
@@ -61,6 +68,10 @@ pub struct ServiceConfig {
     pub allow_demo_tokens: bool,
     pub require_registered_users: bool,
     pub kick_policy: KickPolicy,
+    /// Platforms (AUTH_REQ `platform`, compared case-insensitively) whose
+    /// sessions are not sent PUSH_MSG of their user's own messages sent
+    /// from another session; see [`Self::echoes_own_messages`].
+    pub no_own_echo_platforms: Vec<String>,
     /// Default and ceiling of messages per conversation in one batch sync.
     pub sync_default_per_conversation: u32,
     pub sync_max_per_conversation: u32,
@@ -84,6 +95,21 @@ pub struct ServiceConfig {
     pub writer: WriterConfig,
 }
 
+impl ServiceConfig {
+    /// Whether a session on `platform` is sent PUSH_MSG of its user's own
+    /// messages sent from another session. The SwiftIM SDK (platform
+    /// `iOS` by default) is not: it would show them as incoming and count
+    /// them unread, and learns them by sync instead, where it sets the
+    /// direction from `sender_id`. Other clients (the browser demo says
+    /// `web`) are, and tell their own messages apart themselves.
+    pub fn echoes_own_messages(&self, platform: &str) -> bool {
+        !self
+            .no_own_echo_platforms
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(platform))
+    }
+}
+
 impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
@@ -91,6 +117,7 @@ impl Default for ServiceConfig {
             allow_demo_tokens: false,
             require_registered_users: false,
             kick_policy: KickPolicy::PerPlatform,
+            no_own_echo_platforms: vec![SWIFTIM_PLATFORM.to_owned()],
             sync_default_per_conversation: 100,
             sync_max_per_conversation: 500,
             sync_max_reply_bytes: 768 * 1024,

@@ -13,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::{AccountConfig, AccountService};
 use crate::auth::{Identity, JwtAuth};
 use crate::conversations::ConversationService;
+use crate::error::Transient;
 use crate::files::FileService;
 use crate::groups::GroupService;
 use crate::hub::{Outbound, SessionHandle, SessionId};
 use crate::limits::Limits;
-use crate::messaging::{MessagingService, send_error};
+use crate::messaging::{MessagingService, SendRejected};
 use crate::presence::PresenceService;
 use crate::social::SocialService;
 
@@ -128,6 +129,8 @@ pub struct SessionCtx {
     platform: String,
     /// The `jti` of the token this session authenticated with.
     token_id: Option<Arc<str>>,
+    /// Whether this session is sent its user's own messages (by platform).
+    echo_own: bool,
     last_typing: Option<Instant>,
 }
 
@@ -137,10 +140,12 @@ pub enum Dispatched {
     None,
     /// Send this reply now.
     Reply(Reply),
-    /// The reply is ready when this future resolves (a send awaiting its
-    /// commit). It is already ordered with respect to other sends of the
-    /// connection; the transport may run it concurrently with later frames.
-    Later(BoxFuture<'static, Reply>),
+    /// The reply, if any, is ready when this future resolves (a send
+    /// awaiting its commit; `None`: a transient failure, see
+    /// `answer_transient`). It is already ordered with respect to other
+    /// sends of the connection; the transport may run it concurrently with
+    /// later frames.
+    Later(BoxFuture<'static, Option<Reply>>),
 }
 
 impl std::fmt::Debug for Dispatched {
@@ -150,6 +155,72 @@ impl std::fmt::Debug for Dispatched {
             Self::Reply(r) => f.debug_tuple("Reply").field(r).finish(),
             Self::Later(_) => f.write_str("Later(..)"),
         }
+    }
+}
+
+/// The requests the client resends by itself when no reply comes, with
+/// their `request` label; an error reply instead fails them for good:
+/// - SEND_MSG_REQ: the SDK's send queue resends the same request (same
+///   client_msg_id) after 5 s without a reply, at most 3 times
+///   (IMMessageQueue.swift:36-37, 181-230, same at 5529e01 and 07bf3fe);
+///   any non-zero SEND_MSG_RSP marks the message failed
+///   (IMClient.swift:1163-1170 -> IMMessageManager.swift:369-392@07bf3fe;
+///   IMClient.swift:864-868@5529e01).
+/// - v2 BATCH_SYNC_REQ and SYNC_RANGE_REQ: 30 s without a reply, then
+///   retried after 2, 4, 6 s (IMMessageSyncManager.swift:279-289, 305-352,
+///   481-483, 513-563@07bf3fe); an error reply ends the sync
+///   (:644-648, :584-587).
+///
+/// Revoke, read receipts and presence requests are sent once and their
+/// replies only logged, and the v1 SDK syncs over HTTP: those keep their
+/// error codes, which tell other clients what happened.
+fn resent_on_silence(req: &Request) -> Option<&'static str> {
+    match req {
+        Request::Send(_) => Some("send"),
+        Request::BatchSync { .. } => Some("batch_sync"),
+        Request::SyncRange { .. } => Some("sync_range"),
+        _ => None,
+    }
+}
+
+/// The one rule for a request that a transient condition (a retry would
+/// fix it: writer queue full, shutting down, rate limit, store briefly
+/// unavailable) stopped: when the client resends it on silence (`resend`,
+/// from [`resent_on_silence`]), nothing is answered and the suppressed
+/// reply is counted (`im_replies_suppressed_total`); the resend then
+/// succeeds once the condition is over (sends are idempotent on
+/// (sender, client_msg_id)). Otherwise the answer is the condition's error
+/// code and message.
+fn answer_transient(
+    resend: Option<&'static str>,
+    t: Transient,
+) -> Option<(ErrorCode, &'static str)> {
+    match resend {
+        Some(request) => {
+            metrics::counter!(crate::metrics::REPLIES_SUPPRESSED, "request" => request, "reason" => t.reason())
+                .increment(1);
+            tracing::debug!(
+                request,
+                reason = t.reason(),
+                "transient condition: no reply, the client resends"
+            );
+            None
+        }
+        None => Some((t.code(), t.message())),
+    }
+}
+
+/// What a send that was not stored gets: its reply, or for a transient
+/// condition what [`answer_transient`] says.
+fn send_answer(
+    resend: Option<&'static str>,
+    client_msg_id: &str,
+    rejected: SendRejected,
+) -> Option<Reply> {
+    match rejected {
+        SendRejected::Reply(reply) => Some(reply),
+        SendRejected::Transient(t) => answer_transient(resend, t)
+            .map(|(code, msg)| crate::messaging::send_error(client_msg_id, code, msg)),
     }
 }
 
@@ -174,6 +245,7 @@ impl SessionCtx {
             identity: None,
             platform: String::new(),
             token_id: None,
+            echo_own: true,
             last_typing: None,
         }
     }
@@ -238,6 +310,7 @@ impl SessionCtx {
             tx: self.tx.clone(),
             close: self.close.clone(),
             token_id: self.token_id.clone(),
+            echo_own: self.echo_own,
         }
     }
 
@@ -293,25 +366,31 @@ impl SessionCtx {
         let metered = !matches!(req, Request::Ack { .. } | Request::Typing { .. });
         if metered && !services.limits.user(&me.user) {
             tracing::debug!(user = %me.user, "rate limit exceeded");
-            const MSG: &str = "rate limit exceeded, slow down";
-            return Dispatched::Reply(match req {
-                Request::Send(s) => send_error(&s.client_msg_id, ErrorCode::SendTooFast, MSG),
-                other => Reply::error(other.command(), ErrorCode::SendTooFast, MSG),
-            });
+            let command = req.command();
+            return match answer_transient(resent_on_silence(&req), Transient::RateLimited) {
+                Some((code, msg)) => Dispatched::Reply(Reply::error(command, code, msg)),
+                None => Dispatched::None,
+            };
         }
+        let resend = resent_on_silence(&req);
         match req {
             Request::Send(send) => {
                 let client_msg_id = send.client_msg_id.clone();
                 match m.begin_send(&me.user, send).await {
-                    Err(reply) => Dispatched::Reply(reply),
+                    Err(rejected) => match send_answer(resend, &client_msg_id, rejected) {
+                        Some(reply) => Dispatched::Reply(reply),
+                        None => Dispatched::None,
+                    },
                     Ok((pending, recipients)) => {
                         let services = Arc::clone(services);
                         let session = self.id;
                         Dispatched::Later(Box::pin(async move {
+                            let cid = client_msg_id.clone();
                             services
                                 .messaging
                                 .finish_send(&me.user, session, client_msg_id, pending, recipients)
                                 .await
+                                .map_or_else(|r| send_answer(resend, &cid, r), Some)
                         }))
                     }
                 }
@@ -436,6 +515,7 @@ impl SessionCtx {
         } else {
             platform
         };
+        self.echo_own = services.messaging.config().echoes_own_messages(&platform);
         self.platform = platform.clone();
         self.token_id = identity.token_id.as_deref().map(Arc::from);
         *self.viewer.write() = Arc::from(identity.user.as_str());

@@ -121,13 +121,16 @@ impl Session {
                 };
                 let tx = self.tx.clone();
                 self.transport.tracker.spawn(async move {
-                    let reply = fut.await;
-                    let _ = tx
-                        .send(Outbound::Reply {
-                            seq: sequence,
-                            reply: Box::new(reply),
-                        })
-                        .await;
+                    // None: a transient failure the client recovers from by
+                    // resending (see `im_service::session`).
+                    if let Some(reply) = fut.await {
+                        let _ = tx
+                            .send(Outbound::Reply {
+                                seq: sequence,
+                                reply: Box::new(reply),
+                            })
+                            .await;
+                    }
                     drop(permit);
                 });
                 Flow::Continue

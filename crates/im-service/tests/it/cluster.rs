@@ -98,6 +98,23 @@ async fn pushes_cross_nodes_to_the_peer_and_the_senders_other_devices() {
 }
 
 #[tokio::test]
+async fn own_messages_skip_sdk_sessions_on_other_nodes_too() {
+    let n = nodes();
+    let mut alice_web = Conn::login(&n.a, "alice", "web").await;
+    let mut alice_ios = Conn::login(&n.b, "alice", "iOS").await;
+    let mut alice_android = Conn::login(&n.b, "alice", "Android").await;
+    let r = send(&n.a, &mut alice_web, "single_alice_bob", "c1", "hi").await;
+    assert_eq!(code_of(&r), ErrorCode::Success);
+    match next_push(&mut alice_android).await {
+        Some(Event::Message(m)) => assert_eq!(m.client_msg_id, "c1"),
+        other => panic!("{other:?}"),
+    }
+    // The remote node applies the same rule: the SDK session hears nothing
+    // (the Android push went through the same bus batch).
+    assert!(alice_ios.pushes().is_empty());
+}
+
+#[tokio::test]
 async fn login_on_another_node_kicks_the_same_platform() {
     let n = nodes();
     let mut old = Conn::login(&n.a, "bob", "iOS").await;
