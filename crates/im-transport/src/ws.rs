@@ -76,13 +76,10 @@ pub fn generation_for(path: &str, query: Option<&str>) -> Result<Option<Generati
 /// `?token=` or `&token=` without percent-encoding; JWTs and demo tokens
 /// need none). The last one wins; `token` without a value is `Some("")`.
 pub fn query_token(query: Option<&str>) -> Option<&str> {
-    query?
-        .split('&')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == "token").then_some(v)
-        })
-        .last()
+    query?.rsplit('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == "token").then_some(v)
+    })
 }
 
 /// Tokens remembered by [`TokenGenerations`] (FIFO beyond that).
@@ -519,49 +516,52 @@ async fn writer(
             }
             o = rx.recv(), if !(held.holding() && held.items.len() >= MAX_HELD) => {
                 let Some(first) = o else { break Some((CLOSE_NORMAL, "")) };
-                let Some(first) = held.keep(first) else { continue };
-                let viewer = Arc::clone(&viewer.read());
-                let g = generation.current();
-                let batch = async {
-                    let mut next = Some(first);
-                    let mut n = 0usize;
-                    let mut written = 0usize;
-                    let mut kicked = false;
-                    while let Some(o) = next.take() {
-                        match write_outbound(&mut wr, g, &o, &viewer, &mut body, &mut frame).await? {
-                            (true, _) => { kicked = true; break; }
-                            (false, len) => written += len,
-                        }
-                        n += 1;
-                        while n < MAX_COALESCE && written < MAX_COALESCE_BYTES && next.is_none() {
-                            let Some(o) = rx.try_recv() else { break };
-                            next = held.keep(o);
-                            if next.is_none() && !held.holding() {
-                                // A KICK_OUT released the held pushes: they go first.
-                                break;
+                // A held push (even a KICK_OUT, which ends the hold) is
+                // written by the release below.
+                if let Some(first) = held.keep(first) {
+                    let viewer = Arc::clone(&viewer.read());
+                    let g = generation.current();
+                    let batch = async {
+                        let mut next = Some(first);
+                        let mut n = 0usize;
+                        let mut written = 0usize;
+                        let mut kicked = false;
+                        while let Some(o) = next.take() {
+                            match write_outbound(&mut wr, g, &o, &viewer, &mut body, &mut frame).await? {
+                                (true, _) => { kicked = true; break; }
+                                (false, len) => written += len,
+                            }
+                            n += 1;
+                            while n < MAX_COALESCE && written < MAX_COALESCE_BYTES && next.is_none() {
+                                let Some(o) = rx.try_recv() else { break };
+                                next = held.keep(o);
+                                if next.is_none() && !held.holding() {
+                                    // A KICK_OUT released the held pushes: they go first.
+                                    break;
+                                }
                             }
                         }
+                        wr.flush().await?;
+                        Ok::<_, WebSocketError>(kicked)
+                    };
+                    // A peer that stops reading blocks these writes forever; the
+                    // session is closed (slow consumer) meanwhile, and must not
+                    // stay pinned here with its buffers.
+                    let kicked = tokio::select! {
+                        biased;
+                        r = batch => match r {
+                            Ok(kicked) => kicked,
+                            Err(_) => break None,
+                        },
+                        () = close.cancelled() => break None,
+                    };
+                    if kicked {
+                        drain = false;
+                        break Some((CLOSE_POLICY, "kicked out"));
                     }
-                    wr.flush().await?;
-                    Ok::<_, WebSocketError>(kicked)
-                };
-                // A peer that stops reading blocks these writes forever; the
-                // session is closed (slow consumer) meanwhile, and must not
-                // stay pinned here with its buffers.
-                let kicked = tokio::select! {
-                    biased;
-                    r = batch => match r {
-                        Ok(kicked) => kicked,
-                        Err(_) => break None,
-                    },
-                    () = close.cancelled() => break None,
-                };
-                if kicked {
-                    drain = false;
-                    break Some((CLOSE_POLICY, "kicked out"));
+                    if body.capacity() > 64 * 1024 { body = BytesMut::with_capacity(256); }
+                    if frame.capacity() > 64 * 1024 { frame = BytesMut::with_capacity(256); }
                 }
-                if body.capacity() > 64 * 1024 { body = BytesMut::with_capacity(256); }
-                if frame.capacity() > 64 * 1024 { frame = BytesMut::with_capacity(256); }
             }
             _ = ping.tick() => {
                 let f = Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[]));
