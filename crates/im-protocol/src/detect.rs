@@ -223,6 +223,17 @@ mod tests {
         assert_eq!(detect(cmd::SYNC_RANGE_RSP, &[]), None);
         assert_eq!(detect(12345, &[0x0a, 0x00]), None);
         // Unterminated varint.
-        assert_eq!(detect(cmd::SYNC_REQ, &[0x08; 12]), None);
+        assert_eq!(detect(cmd::SYNC_REQ, &[0x08, 0xff, 0xff]), None);
+        assert_eq!(
+            detect(
+                cmd::SYNC_REQ,
+                &[
+                    0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
+                ]
+            ),
+            None
+        );
+        // Field 1 repeated: the last value wins, still v1.
+        assert_eq!(detect(cmd::SYNC_REQ, &[0x08; 12]), V1);
     }
 }
