@@ -1,9 +1,10 @@
 //! The iOS SDK's WebSocket behaviour on a default server (issue 18, items
 //! 1 and 2).
 //!
-//! Both SDK generations' sample apps connect to the plain `/ws` path (v2
-//! Talk app: Talk/Talk/Models/TalkConfig.swift:14@07bf3fe), so the server
-//! detects each connection's generation from its requests. And both open
+//! Both SDK generations' sample apps use the plain `/ws` path for WebSocket
+//! (v2 Talk app: the URL given at Talk/Talk/Models/TalkConfig.swift:14@07bf3fe;
+//! v1: Talk/GETTING_STARTED.md:48@5529e01), so the server detects each
+//! connection's generation from its requests. And both open
 //! the socket as `url?token=<token>` (IMWebSocketManager.swift:54-59, the
 //! same at 5529e01 and 07bf3fe), then send AUTH_REQ
 //! (IMWebSocketTransport.swift:81-88@07bf3fe); after a server-side close
