@@ -141,7 +141,8 @@ async fn both_generations_and_tcp_talk_on_plain_ws() {
 
 #[tokio::test]
 async fn pushes_wait_until_the_generation_is_known() {
-    let s = TestServer::start().await;
+    // A long hold, so that a slow machine cannot end it before BATCH_SYNC.
+    let s = TestServer::start_with(|c| c.server.ws_detect_hold = Duration::from_secs(20)).await;
     let mut carol = s.tcp("carol").await;
     let mut bob = sdk(&s, "bob", Generation::V2).await;
     // A push arrives between AUTH_RSP and the v2 SDK's BATCH_SYNC.
@@ -151,7 +152,7 @@ async fn pushes_wait_until_the_generation_is_known() {
             .await
             .unwrap(),
     );
-    // Held (server.ws_detect_hold is 3 s): nothing reaches bob yet.
+    // Held: nothing reaches bob yet.
     assert!(
         bob.next_event(QUIET).await.unwrap().is_none(),
         "a push went out before the generation was known"
