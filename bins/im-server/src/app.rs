@@ -140,6 +140,7 @@ pub fn transport_config(c: &Config) -> TransportConfig {
             WsGeneration::V1 => Generation::V1,
             WsGeneration::V2 => Generation::V2,
         },
+        ws_detect_hold: c.server.ws_detect_hold,
         ..TransportConfig::default()
     }
 }

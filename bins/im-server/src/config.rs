@@ -168,8 +168,13 @@ pub struct ServerConfig {
     pub ws_port: u16,
     /// TCP (v2 packet) port (0 = ephemeral).
     pub tcp_port: u16,
-    /// Generation served on the plain `/ws` path.
+    /// Generation of the plain `/ws` path until a connection's requests
+    /// reveal its own (and for pushes once `ws_detect_hold` has passed).
     pub ws_default_generation: WsGeneration,
+    /// How long after a plain-`/ws` connection opens its pushes wait for it
+    /// to reveal its generation (0: no waiting).
+    #[serde(deserialize_with = "duration::human")]
+    pub ws_detect_hold: Duration,
     /// Cap on concurrent socket connections (WS + TCP); more are refused.
     pub max_connections: usize,
     /// A socket that has not authenticated within this time is closed.
@@ -196,6 +201,7 @@ impl Default for ServerConfig {
             ws_port: 8081,
             tcp_port: 8082,
             ws_default_generation: WsGeneration::V1,
+            ws_detect_hold: Duration::from_secs(3),
             max_connections: 10_000,
             auth_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
@@ -1043,6 +1049,15 @@ impl Config {
         v.positive("server.auth_timeout", s.auth_timeout);
         v.positive("server.idle_timeout", s.idle_timeout);
         v.positive("server.ping_interval", s.ping_interval);
+        if s.ws_detect_hold > Duration::from_secs(60) {
+            v.issue(
+                "server.ws_detect_hold",
+                format!(
+                    "must be at most 60s (pushes wait that long), got {}",
+                    fmt_duration(s.ws_detect_hold)
+                ),
+            );
+        }
         if !s.ping_interval.is_zero() && s.ping_interval >= s.idle_timeout {
             v.issue(
                 "server.ping_interval",

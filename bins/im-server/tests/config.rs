@@ -98,6 +98,7 @@ fn defaults_load_without_file() {
         );
         assert_eq!(c.server.http_addr().to_string(), "0.0.0.0:8080");
         assert_eq!(c.server.ws_default_generation, WsGeneration::V1);
+        assert_eq!(c.server.ws_detect_hold, Duration::from_secs(3));
         assert_eq!(c.server.auth_timeout, Duration::from_secs(10));
         assert_eq!(c.server.idle_timeout, Duration::from_secs(90));
         assert_eq!(c.server.ping_interval, Duration::from_secs(30));
@@ -141,6 +142,7 @@ server:
   host: 127.0.0.1
   http_port: 0
   ws_default_generation: v2
+  ws_detect_hold: 500ms
   idle_timeout: 2m
 database:
   type: mysql
@@ -167,6 +169,7 @@ cluster:
         assert_eq!(c.server.http_addr().to_string(), "127.0.0.1:0");
         assert_eq!(c.server.ws_port, 8081, "untouched keys keep defaults");
         assert_eq!(c.server.ws_default_generation, WsGeneration::V2);
+        assert_eq!(c.server.ws_detect_hold, Duration::from_millis(500));
         assert_eq!(c.server.idle_timeout, Duration::from_secs(120));
         assert_eq!(c.database.kind, DatabaseKind::Mysql);
         assert_eq!(c.database.conn_max_lifetime, Duration::from_secs(3600));
@@ -332,6 +335,7 @@ message:
 server:
   ws_port: 8080
   ping_interval: 2m
+  ws_detect_hold: 2m
   max_connections: 0
 database:
   max_open_conns: 4
@@ -349,13 +353,14 @@ logger:
             "server.ws_port: port 8080 is already used by server.http_port",
             "server.ping_interval: must be shorter than server.idle_timeout (1m 30s), got 2m",
             "server.max_connections: must be 1..=10000000, got 0",
+            "server.ws_detect_hold: must be at most 60s (pushes wait that long), got 2m",
             "database.max_idle_conns: must not exceed database.max_open_conns (4), got 8",
             "cluster.node_id: must be 1..=64 characters",
             "logger.level: expected trace|debug|info|warn|error|off",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
-        assert_eq!(err.issues().len(), 7, "{text}");
+        assert_eq!(err.issues().len(), 8, "{text}");
         assert!(
             err.issues().iter().all(|i| i
                 .source

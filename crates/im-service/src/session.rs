@@ -108,6 +108,112 @@ pub fn viewer_cell() -> ViewerCell {
     Arc::new(parking_lot::RwLock::new(Arc::from("")))
 }
 
+/// The wire generation of a connection, shared by its read loop (which
+/// decodes with it and may detect it) and its writer (which encodes with
+/// it): fixed by the transport or the URL, or detected on plain `/ws` from
+/// the first request whose encoding differs between generations.
+#[derive(Debug, Clone)]
+pub struct GenerationCell(Arc<GenerationState>);
+
+#[derive(Debug)]
+struct GenerationState {
+    /// 0: not known yet; 1: v1; 2: v2.
+    value: std::sync::atomic::AtomicU8,
+    /// Whether a request may still decide it.
+    detecting: std::sync::atomic::AtomicBool,
+    /// What encodes and decodes while nothing is known.
+    fallback: Generation,
+    known: tokio::sync::Notify,
+}
+
+fn generation_code(g: Generation) -> u8 {
+    match g {
+        Generation::V1 => 1,
+        Generation::V2 => 2,
+    }
+}
+
+impl GenerationCell {
+    fn with(value: u8, detecting: bool, fallback: Generation) -> Self {
+        Self(Arc::new(GenerationState {
+            value: std::sync::atomic::AtomicU8::new(value),
+            detecting: std::sync::atomic::AtomicBool::new(detecting),
+            fallback,
+            known: tokio::sync::Notify::new(),
+        }))
+    }
+
+    /// A generation no request changes (TCP, `/ws/v1`, `/ws/v2`, `?v=`).
+    pub fn fixed(generation: Generation) -> Self {
+        Self::with(generation_code(generation), false, generation)
+    }
+
+    /// Not known yet: `fallback` until a request reveals it.
+    pub fn detecting(fallback: Generation) -> Self {
+        Self::with(0, true, fallback)
+    }
+
+    /// The generation, if fixed, detected or presumed.
+    pub fn get(&self) -> Option<Generation> {
+        match self.0.value.load(std::sync::atomic::Ordering::Acquire) {
+            1 => Some(Generation::V1),
+            2 => Some(Generation::V2),
+            _ => None,
+        }
+    }
+
+    /// The generation to encode and decode with now.
+    pub fn current(&self) -> Generation {
+        self.get().unwrap_or(self.0.fallback)
+    }
+
+    /// Whether a request may still decide the generation.
+    pub fn is_detecting(&self) -> bool {
+        self.0.detecting.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Takes `generation` for now (e.g. what the same token's last
+    /// connection revealed); a revealing request still decides.
+    pub fn presume(&self, generation: Generation) {
+        if self.is_detecting() {
+            self.0.value.store(
+                generation_code(generation),
+                std::sync::atomic::Ordering::Release,
+            );
+            self.0.known.notify_waiters();
+        }
+    }
+
+    /// Settles the generation; true if this call decided it (false when it
+    /// was fixed or already decided).
+    pub fn decide(&self, generation: Generation) -> bool {
+        if !self
+            .0
+            .detecting
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            return false;
+        }
+        self.0.value.store(
+            generation_code(generation),
+            std::sync::atomic::Ordering::Release,
+        );
+        self.0.known.notify_waiters();
+        true
+    }
+
+    /// Resolves once the generation is known (fixed, presumed or decided).
+    pub async fn known(&self) {
+        loop {
+            let notified = self.0.known.notified();
+            if self.get().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// Which transport a session arrived on (for logs and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
@@ -119,7 +225,7 @@ pub enum TransportKind {
 #[derive(Debug)]
 pub struct SessionCtx {
     pub id: SessionId,
-    pub generation: Generation,
+    pub generation: GenerationCell,
     pub transport: TransportKind,
     tx: crate::queue::Sender<Outbound>,
     close: CancellationToken,
@@ -229,7 +335,7 @@ impl SessionCtx {
     /// when the session must be closed (kick, slow consumer).
     pub fn new(
         id: SessionId,
-        generation: Generation,
+        generation: GenerationCell,
         transport: TransportKind,
         tx: crate::queue::Sender<Outbound>,
         close: CancellationToken,
@@ -486,6 +592,26 @@ impl SessionCtx {
                 }
                 return fail(e.code(), &e.public_message());
             }
+        };
+        self.authenticate_as(services, identity, platform).await
+    }
+
+    /// Makes the session `identity`'s, whose token the caller has checked
+    /// with [`AccountService::authenticate`] (a WebSocket's `?token=` at the
+    /// upgrade): what a successful AUTH_REQ does (user recorded, presence,
+    /// hub registration with the kick policy, re-auth of an authenticated
+    /// session). An empty `platform` takes the token's. Returns the AUTH
+    /// reply (`Success`, or `Unknown` when storage failed).
+    pub async fn authenticate_as(
+        &mut self,
+        services: &Services,
+        identity: Identity,
+        platform: String,
+    ) -> Reply {
+        let fail = |code: ErrorCode, msg: &str| Reply::Auth {
+            code,
+            msg: msg.to_owned(),
+            max_seq: 0,
         };
         let now = services.messaging.clock.now_ms();
         if let Err(e) = services.users.touch(&identity.user, now).await {

@@ -25,6 +25,7 @@ mod logs;
 mod messaging;
 mod overload;
 mod sdk_send;
+mod sdk_ws;
 mod tls;
 
 use std::time::Duration;

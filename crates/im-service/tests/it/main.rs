@@ -149,7 +149,7 @@ impl Conn {
         let id = env.services.messaging.hub().next_session_id();
         let ctx = SessionCtx::new(
             id,
-            Generation::V2,
+            im_service::session::GenerationCell::fixed(Generation::V2),
             TransportKind::Tcp,
             tx,
             close.clone(),
