@@ -173,6 +173,11 @@ impl AccountService {
     ) -> Result<UserProfile, ServiceError> {
         let user =
             UserId::parse(username).map_err(|e| ServiceError::invalid(format!("username: {e}")))?;
+        if user.as_str() == crate::system::SYSTEM_SENDER {
+            return Err(ServiceError::Conflict(
+                "username is reserved (the sender of system notices)".into(),
+            ));
+        }
         check_password(password, self.cfg.min_password_len)?;
         let nickname = nickname.trim();
         crate::error::check_no_nul("nickname", nickname)?;

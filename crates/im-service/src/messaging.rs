@@ -171,11 +171,14 @@ impl MessagingService {
             Arc::clone(&blocks),
             Arc::clone(&clock),
         );
-        let directory = Arc::new(GroupDirectory::new(
-            Arc::clone(&groups),
-            cfg.group_cache_capacity,
-            cfg.group_cache_ttl,
-        ));
+        let directory = Arc::new(
+            GroupDirectory::new(
+                Arc::clone(&groups),
+                cfg.group_cache_capacity,
+                cfg.group_cache_ttl,
+            )
+            .with_rooms(cfg.chat_rooms.clone()),
+        );
         let group_service = GroupService::new(
             groups,
             Arc::clone(&conversations),
@@ -276,6 +279,9 @@ impl MessagingService {
         sender: &UserId,
         req: &SendRequest,
     ) -> Result<Route, (ErrorCode, &'static str)> {
+        if req.conversation_id.starts_with("system_") {
+            return Err((ErrorCode::PermissionDenied, crate::system::READ_ONLY));
+        }
         let conversation = if req.conversation_id.is_empty() && !req.group_id.is_empty() {
             ConversationId::group(&req.group_id)
                 .map_err(|_| (ErrorCode::InvalidParam, "malformed group_id"))?
@@ -371,6 +377,22 @@ impl MessagingService {
                     recipients,
                 })
             }
+            ConversationId::ChatRoom { room_id } => {
+                if !req.receiver_id.is_empty() || !req.group_id.is_empty() {
+                    return Err((
+                        ErrorCode::InvalidParam,
+                        "receiver_id/group_id set on a chat room conversation",
+                    ));
+                }
+                let recipients = self.chat_room_recipients(sender, room_id)?;
+                Ok(Route {
+                    conversation,
+                    recipients,
+                })
+            }
+            ConversationId::System { .. } => {
+                Err((ErrorCode::PermissionDenied, crate::system::READ_ONLY))
+            }
         }
     }
 
@@ -460,6 +482,12 @@ impl MessagingService {
         let mut participants = Vec::with_capacity(route.recipients.len() + 1);
         participants.push(sender.clone());
         participants.extend(route.recipients.iter().filter(|u| *u != sender).cloned());
+        if route.conversation.room_id().is_some() {
+            // A chat room is nobody's conversation in the store: no
+            // membership rows, so no conversation list entry, no unread
+            // count, no BATCH_SYNC (see chatrooms.rs).
+            participants.clear();
+        }
         let msg = NewMessage {
             server_msg_id: self.ids.server_msg_id(),
             client_msg_id: req.client_msg_id,
@@ -727,10 +755,13 @@ impl MessagingService {
                 has_more: false,
             }
         };
-        if let Err(e) = access(&self.directory, user, &conversation_id).await {
-            let (code, msg) = wire_error(&e);
-            return fail(code, &msg, request_id, conversation_id);
-        }
+        let a = match access(&self.directory, user, &conversation_id).await {
+            Ok(a) => a,
+            Err(e) => {
+                let (code, msg) = wire_error(&e);
+                return fail(code, &msg, request_id, conversation_id);
+            }
+        };
         if start_seq < 1 || end_seq < start_seq {
             return fail(
                 ErrorCode::InvalidParam,
@@ -739,10 +770,24 @@ impl MessagingService {
                 conversation_id,
             );
         }
+        // A chat room serves only its newest messages.
+        let floor = match crate::chatrooms::readable_floor(
+            self.conversations.as_ref(),
+            &a.conversation,
+            self.rooms().config().history_messages,
+        )
+        .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                let (code, m) = store_code(&e);
+                return fail(code, m, request_id, conversation_id);
+            }
+        };
         let limit = self.clamp_count(count);
         let mut msgs = match self
             .store
-            .conversation_range(&conversation_id, start_seq - 1, end_seq, limit)
+            .conversation_range(&conversation_id, start_seq.max(floor) - 1, end_seq, limit)
             .await
         {
             Ok(m) => m,

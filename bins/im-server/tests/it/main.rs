@@ -24,6 +24,7 @@ mod lifecycle;
 mod logs;
 mod messaging;
 mod overload;
+mod sdk_rooms;
 mod tls;
 
 use std::time::Duration;
