@@ -509,3 +509,69 @@ async fn chat_room_join_on_send_and_limits() {
     );
     s.stop().await;
 }
+
+/// User ids stay `[A-Za-z0-9_-]{1,64}` everywhere (registration, tokens,
+/// AUTH): the SDK interpolates them unescaped into SQLite statements
+/// (IMDatabaseManager+Friend.swift:350, IMDatabaseManager+Message.swift:687@07bf3fe)
+/// and URL paths (IMUserManager.swift:169@07bf3fe). The v2 Talk app logs in
+/// with password = username (Talk/Talk/ViewControllers/SettingsViewController.swift:282@07bf3fe):
+/// that works for usernames of at least `auth.min_password_len` bytes; a
+/// shorter one cannot be registered with itself as password.
+#[tokio::test]
+async fn user_id_charset_and_the_talk_apps_password_equals_username_login() {
+    let s = TestServer::start().await;
+    for bad in ["bob@example.com", "Zoë", "o'brien", "a.b"] {
+        let (st, v) = call(
+            &s,
+            "POST",
+            "/api/auth/register",
+            None,
+            json!({"username": bad, "password": "long enough pw", "nickname": "x"}),
+        )
+        .await;
+        assert_eq!(st, 400, "{bad}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("e-mail"), "{v}");
+        assert!(im_server::app::mint_token(&s.config, bad, "iOS", None).is_err());
+    }
+    // Talk: register once, then log in the way the app does.
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/api/auth/register",
+        None,
+        json!({"username": "talkuser1", "password": "talkuser1", "nickname": "T"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/api/auth/login",
+        None,
+        json!({"username": "talkuser1", "password": "talkuser1", "platform": "iOS"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v["data"]["token"].as_str().is_some_and(|t| !t.is_empty()));
+    // A short username: its password (itself) is below the minimum.
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/api/auth/register",
+        None,
+        json!({"username": "bob", "password": "bob", "nickname": "B"}),
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("at least 8"), "{v}");
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/api/auth/login",
+        None,
+        json!({"username": "bob", "password": "bob", "platform": "iOS"}),
+    )
+    .await;
+    assert_eq!(st, 401, "{v}");
+    s.stop().await;
+}
