@@ -17,10 +17,12 @@
 //! - Limits: members per room (members with no session on this node are
 //!   dropped first when a room is full), rooms per user, messages per second
 //!   per room.
-//! - Several nodes: membership is held by the node that served the join.
-//!   Pushes reach a member's sessions on every node (the hub routes them),
-//!   but a message sent through another node only reaches the members that
-//!   node knows. See docs/protocol.md ("Chat rooms").
+//! - Several nodes: each node holds the whole membership in memory; a join
+//!   or leave is applied where it is made and broadcast on the bus to the
+//!   others, so a message sent through any node reaches every member's
+//!   sessions on every node (the hub routes the pushes). A node that was
+//!   down (or cut off from Redis) during a join does not learn it; nothing
+//!   is persisted. See docs/protocol.md ("Chat rooms").
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
@@ -155,6 +157,21 @@ impl ChatRooms {
                 ));
             }
         }
+        let member_count = self.insert(&mut st, room, user);
+        Ok(RoomMembership {
+            room_id: room.to_owned(),
+            member_count,
+            changed: true,
+        })
+    }
+
+    /// A join another node accepted (its limits were checked there).
+    pub fn join_replica(&self, room: &str, user: &UserId) {
+        let mut st = self.state.lock();
+        self.insert(&mut st, room, user);
+    }
+
+    fn insert(&self, st: &mut State, room: &str, user: &UserId) -> usize {
         let per_second = self.cfg.max_messages_per_second;
         let r = st.rooms.entry(room.to_owned()).or_insert_with(|| Room {
             members: HashSet::new(),
@@ -167,11 +184,7 @@ impl ChatRooms {
             .entry(user.clone())
             .or_default()
             .insert(room.to_owned());
-        Ok(RoomMembership {
-            room_id: room.to_owned(),
-            member_count,
-            changed: true,
-        })
+        member_count
     }
 
     /// Removes `user` from `room` (a room without members is gone).
@@ -261,7 +274,26 @@ impl MessagingService {
             ServiceError::invalid("chat room id must be 1-64 chars of [A-Za-z0-9_-]")
         })?;
         let room = conversation.room_id().unwrap_or_default();
-        self.rooms().join(room, user, |m| self.member_online(m))
+        let m = self.rooms().join(room, user, |m| self.member_online(m))?;
+        // Broadcast even when nothing changed here: a node that missed the
+        // first join learns it from a re-join.
+        self.replicate(crate::cluster::BusMessage::RoomJoin {
+            room: room.to_owned(),
+            user: user.as_str().to_owned(),
+        });
+        Ok(m)
+    }
+
+    /// Members of chat room `room_id` known to this node (0: no such room).
+    pub fn chat_room_member_count(&self, room_id: &str) -> usize {
+        self.rooms().members(room_id).len()
+    }
+
+    /// Tells the other nodes about a membership change (no-op on one node).
+    fn replicate(&self, m: crate::cluster::BusMessage) {
+        if let Some(c) = self.hub.cluster() {
+            c.broadcast(m);
+        }
     }
 
     /// Removes `user` from chat room `room_id`.
@@ -273,9 +305,15 @@ impl MessagingService {
         let conversation = ConversationId::chat_room(room_id).map_err(|_| {
             ServiceError::invalid("chat room id must be 1-64 chars of [A-Za-z0-9_-]")
         })?;
-        Ok(self
-            .rooms()
-            .leave(conversation.room_id().unwrap_or_default(), user))
+        let room = conversation.room_id().unwrap_or_default();
+        let m = self.rooms().leave(room, user);
+        if m.changed {
+            self.replicate(crate::cluster::BusMessage::RoomLeave {
+                room: room.to_owned(),
+                user: user.as_str().to_owned(),
+            });
+        }
+        Ok(m)
     }
 
     /// Whether a room member still counts as present: with several nodes
@@ -299,15 +337,18 @@ impl MessagingService {
                     "not in this chat room: join it first",
                 ));
             }
-            if self
-                .rooms()
-                .join(room, sender, |m| self.member_online(m))
-                .is_err()
-            {
-                return Err((
-                    ErrorCode::PermissionDenied,
-                    "cannot join this chat room (full, or in too many rooms)",
-                ));
+            match rooms.join(room, sender, |m| self.member_online(m)) {
+                Ok(m) if m.changed => self.replicate(crate::cluster::BusMessage::RoomJoin {
+                    room: room.to_owned(),
+                    user: sender.as_str().to_owned(),
+                }),
+                Ok(_) => {}
+                Err(_) => {
+                    return Err((
+                        ErrorCode::PermissionDenied,
+                        "cannot join this chat room (full, or in too many rooms)",
+                    ));
+                }
             }
         }
         if !rooms.allow_message(room) {

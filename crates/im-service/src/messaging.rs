@@ -621,6 +621,9 @@ impl MessagingService {
         message_id: &str,
     ) -> Result<(), StoreError> {
         match self.resolve_message(user, message_id).await? {
+            // Chat rooms keep no per-member state (one row per member per
+            // message would be the cost of a large room).
+            Some(m) if m.conversation_type == im_core::ConversationType::ChatRoom => Ok(()),
             Some(m) if self.is_participant(user, &m).await? => {
                 self.store
                     .record_delivered(user, device, &m.conversation_id, m.seq)
