@@ -137,6 +137,7 @@ pub fn service_config(c: &Config) -> ServiceConfig {
             max_rooms_per_user: c.chatroom.max_rooms_per_user,
             history_messages: c.chatroom.history_messages,
             join_on_send: c.chatroom.join_on_send,
+            self_join: c.chatroom.self_join,
             max_messages_per_second: c.chatroom.max_messages_per_second,
         },
         // The group membership cache keeps its service defaults.

@@ -821,6 +821,8 @@ pub struct ChatRoomConfig {
     pub history_messages: u32,
     /// A send into a room joins the sender (the SDK has no join call).
     pub join_on_send: bool,
+    /// Users may join rooms themselves; off: only the app backend adds them.
+    pub self_join: bool,
     /// Messages per second per room, burst as many (0 = unlimited).
     pub max_messages_per_second: u32,
 }
@@ -833,6 +835,7 @@ impl Default for ChatRoomConfig {
             max_rooms_per_user: d.max_rooms_per_user,
             history_messages: d.history_messages,
             join_on_send: d.join_on_send,
+            self_join: d.self_join,
             max_messages_per_second: d.max_messages_per_second,
         }
     }

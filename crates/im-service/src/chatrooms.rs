@@ -264,8 +264,56 @@ impl MessagingService {
         &self.directory.rooms
     }
 
-    /// Joins `user` to chat room `room_id` (creating it).
+    /// Joins `user` to chat room `room_id` (creating it), as the user's
+    /// own request: refused when `self_join` is off.
     pub fn join_chat_room(
+        &self,
+        user: &UserId,
+        room_id: &str,
+    ) -> Result<RoomMembership, ServiceError> {
+        if !self.rooms().config().self_join {
+            return Err(ServiceError::denied(
+                "chat room membership is managed by the app backend",
+            ));
+        }
+        self.put_in_chat_room(user, room_id)
+    }
+
+    /// Puts each of `user_ids` into (`join`) or out of chat room `room_id`
+    /// on behalf of the app backend (whatever `self_join` says). All ids
+    /// are checked first; joins stop at the first refusal (room full, user
+    /// in too many rooms). Returns the room's membership after the calls.
+    pub fn backend_chat_room_members(
+        &self,
+        room_id: &str,
+        user_ids: &[String],
+        join: bool,
+    ) -> Result<RoomMembership, ServiceError> {
+        if user_ids.is_empty() || user_ids.len() > crate::system::MAX_NOTICE_RECIPIENTS {
+            return Err(ServiceError::invalid(format!(
+                "userIds must list 1-{} users",
+                crate::system::MAX_NOTICE_RECIPIENTS
+            )));
+        }
+        let users = user_ids
+            .iter()
+            .map(|u| {
+                UserId::parse(u.as_str())
+                    .map_err(|e| ServiceError::invalid(format!("userIds: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut last = None;
+        for u in &users {
+            last = Some(if join {
+                self.put_in_chat_room(u, room_id)?
+            } else {
+                self.leave_chat_room(u, room_id)?
+            });
+        }
+        last.ok_or_else(|| ServiceError::invalid("userIds must not be empty"))
+    }
+
+    fn put_in_chat_room(
         &self,
         user: &UserId,
         room_id: &str,
@@ -331,7 +379,7 @@ impl MessagingService {
     ) -> Result<Vec<UserId>, Refusal> {
         let rooms = self.rooms();
         if !rooms.is_member(room, sender) {
-            if !rooms.config().join_on_send {
+            if !rooms.config().join_on_send || !rooms.config().self_join {
                 return Err((
                     ErrorCode::PermissionDenied,
                     "not in this chat room: join it first",
@@ -375,6 +423,7 @@ mod tests {
             max_rooms_per_user,
             history_messages: 10,
             join_on_send: true,
+            self_join: true,
             max_messages_per_second: 2,
         })
     }

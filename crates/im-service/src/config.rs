@@ -101,6 +101,9 @@ pub struct ChatRoomConfig {
     /// A send into a room the sender is not in joins it first (the SDK has
     /// no join call); off: sends from non-members are refused.
     pub join_on_send: bool,
+    /// Users may join rooms themselves (HTTP join, join on send). Off: only
+    /// the app backend puts users into rooms; users may still leave.
+    pub self_join: bool,
     /// Messages per second accepted in one room (with a burst of as many);
     /// 0 = unlimited.
     pub max_messages_per_second: u32,
@@ -113,6 +116,7 @@ impl Default for ChatRoomConfig {
             max_rooms_per_user: 32,
             history_messages: 100,
             join_on_send: true,
+            self_join: true,
             max_messages_per_second: 100,
         }
     }

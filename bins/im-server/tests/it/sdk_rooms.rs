@@ -575,3 +575,86 @@ async fn user_id_charset_and_the_talk_apps_password_equals_username_login() {
     assert_eq!(st, 401, "{v}");
     s.stop().await;
 }
+
+/// With `chatroom.self_join: false` only the app backend puts users into
+/// rooms (backend token); users can neither join nor join by sending, but
+/// may leave; a user's JWT on the backend route is 401.
+#[tokio::test]
+async fn backend_managed_chat_rooms() {
+    let s = TestServer::start_with(|c| {
+        with_backend(c);
+        c.chatroom.self_join = false;
+    })
+    .await;
+    let mut alice = s.tcp("alice").await;
+    let mut bob = s.tcp("bob").await;
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/api/chatroom/vip/join",
+        Some(&s.token("alice")),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 403, "{v}");
+    match bob
+        .send_text("chatroom_vip", "b0", "let me in")
+        .await
+        .unwrap()
+    {
+        Reply::Send { code, .. } => assert_eq!(code, ErrorCode::PermissionDenied),
+        other => panic!("{other:?}"),
+    }
+    let body = json!({"userIds": ["alice", "bob"]});
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/api/system/chatroom/vip/join",
+        Some(&s.token("alice")),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(st, 401, "{v}");
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/api/system/chatroom/vip/join",
+        Some(BACKEND_TOKEN),
+        body,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["memberCount"], 2);
+    assert_eq!(v["data"]["conversationID"], "chatroom_vip");
+    sent_ok(
+        &alice
+            .send_text("chatroom_vip", "a1", "welcome")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(next_text(&mut bob).await.unwrap().0, "welcome");
+    // Users may leave on their own.
+    leave(&s, "bob", "vip").await;
+    sent_ok(&alice.send_text("chatroom_vip", "a2", "bye").await.unwrap());
+    assert_no_message(&mut bob).await;
+    // The backend takes alice out too.
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/api/system/chatroom/vip/leave",
+        Some(BACKEND_TOKEN),
+        json!({"userIds": ["alice"]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["memberCount"], 0);
+    match alice
+        .send_text("chatroom_vip", "a3", "hello?")
+        .await
+        .unwrap()
+    {
+        Reply::Send { code, .. } => assert_eq!(code, ErrorCode::PermissionDenied),
+        other => panic!("{other:?}"),
+    }
+    s.stop().await;
+}

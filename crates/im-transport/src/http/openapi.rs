@@ -25,7 +25,11 @@ const PUBLIC: &[&str] = &[
 
 /// Routes of the app backend: authorised by the backend token (scheme
 /// `backend`), not by a user's JWT.
-const BACKEND: &[&str] = &["/api/system/notice"];
+const BACKEND: &[&str] = &[
+    "/api/system/notice",
+    "/api/system/chatroom/{roomID}/join",
+    "/api/system/chatroom/{roomID}/leave",
+];
 
 #[derive(utoipa::OpenApi)]
 #[openapi(

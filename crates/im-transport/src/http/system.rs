@@ -1,4 +1,4 @@
-//! The app backend's API: system notices. Authorised by the backend token
+//! The app backend's API: system notices and chat room membership. Authorised by the backend token
 //! (`backend.token`, `Authorization: Bearer <token>`), never by a user's
 //! JWT; off (404) when no token is configured.
 
@@ -16,11 +16,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ApiOk;
-use super::{ApiError, ApiJson, ApiResult, ok};
+use super::{ApiError, ApiJson, ApiPath, ApiResult, ok};
 use crate::Transport;
 
 pub(super) fn routes() -> OpenApiRouter<Arc<Transport>> {
-    OpenApiRouter::new().routes(routes!(notice))
+    OpenApiRouter::new()
+        .routes(routes!(notice))
+        .routes(routes!(room_join))
+        .routes(routes!(room_leave))
 }
 
 /// A request the app backend made (its token checked).
@@ -132,4 +135,58 @@ async fn notice(
         })
         .await?;
     ok(sent.into_iter().map(NoticeDto::from).collect())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RoomMembersBody {
+    /// Users to put into (or take out of) the room, 1-1000.
+    #[serde(rename = "userIds", alias = "userIDs")]
+    user_ids: Vec<String>,
+}
+
+/// A room's membership after a backend call.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RoomDto {
+    #[serde(rename = "roomID")]
+    room_id: String,
+    #[serde(rename = "conversationID")]
+    conversation_id: String,
+    member_count: usize,
+}
+
+fn room_members(t: &Transport, room: &str, users: &[String], join: bool) -> ApiResult<RoomDto> {
+    let m = t
+        .services
+        .messaging
+        .backend_chat_room_members(room, users, join)?;
+    ok(RoomDto {
+        conversation_id: format!("chatroom_{}", m.room_id),
+        room_id: m.room_id,
+        member_count: m.member_count,
+    })
+}
+
+/// Puts users into a chat room (creating it), whatever
+/// `chatroom.self_join` says; room limits apply (409). Backend token only.
+#[utoipa::path(post, path = "/api/system/chatroom/{roomID}/join", tag = "backend", params(("roomID" = String, Path, description = "room id, 1-64 chars of [A-Za-z0-9_-]")), request_body = RoomMembersBody, responses((status = 200, description = "the users are in the room", body = ApiOk<RoomDto>)))]
+async fn room_join(
+    State(t): State<Arc<Transport>>,
+    _: Backend,
+    ApiPath(room): ApiPath<String>,
+    ApiJson(b): ApiJson<RoomMembersBody>,
+) -> ApiResult<RoomDto> {
+    room_members(&t, &room, &b.user_ids, true)
+}
+
+/// Takes users out of a chat room. Backend token only.
+#[utoipa::path(post, path = "/api/system/chatroom/{roomID}/leave", tag = "backend", params(("roomID" = String, Path, description = "room id, 1-64 chars of [A-Za-z0-9_-]")), request_body = RoomMembersBody, responses((status = 200, description = "the users are out of the room", body = ApiOk<RoomDto>)))]
+async fn room_leave(
+    State(t): State<Arc<Transport>>,
+    _: Backend,
+    ApiPath(room): ApiPath<String>,
+    ApiJson(b): ApiJson<RoomMembersBody>,
+) -> ApiResult<RoomDto> {
+    room_members(&t, &room, &b.user_ids, false)
 }
