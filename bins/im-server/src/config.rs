@@ -126,6 +126,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub demo: DemoConfig,
     pub tls: TlsConfig,
+    pub backend: BackendConfig,
+    pub chatroom: ChatRoomConfig,
     /// The reference server's `connection` section. Accepted so its config
     /// file loads; it has no effect (the reference server never read it
     /// either). See [`ServerConfig`] and [`SessionConfig`] for our knobs.
@@ -810,6 +812,49 @@ impl Default for DemoConfig {
     }
 }
 
+/// The app backend's API (`backend.*`): calls only the app's own server
+/// makes (system notices), authorised by a shared token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendConfig {
+    /// `Authorization: Bearer <token>` of backend calls. Unset: the backend
+    /// API is off (404). Never logged.
+    #[serde(deserialize_with = "lenient::opt_secret")]
+    pub token: Option<SecretString>,
+}
+
+/// Chat rooms (`chatroom.*`): `chatroom_<id>` conversations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatRoomConfig {
+    /// Most members of one room (members without a session go first when full).
+    pub max_members: usize,
+    /// Most rooms one user is in at once.
+    pub max_rooms_per_user: usize,
+    /// Newest messages of a room that stay readable (0 = none).
+    pub history_messages: u32,
+    /// A send into a room joins the sender (the SDK has no join call).
+    pub join_on_send: bool,
+    /// Users may join rooms themselves; off: only the app backend adds them.
+    pub self_join: bool,
+    /// Messages per second per room, burst as many (0 = unlimited).
+    pub max_messages_per_second: u32,
+}
+
+impl Default for ChatRoomConfig {
+    fn default() -> Self {
+        let d = im_service::ChatRoomConfig::default();
+        Self {
+            max_members: d.max_members,
+            max_rooms_per_user: d.max_rooms_per_user,
+            history_messages: d.history_messages,
+            join_on_send: d.join_on_send,
+            self_join: d.self_join,
+            max_messages_per_second: d.max_messages_per_second,
+        }
+    }
+}
+
 /// Native TLS (`tls.*`): rustls on the listeners chosen by `http`, `ws`
 /// and `tcp`, with one certificate (chain) and key from PEM files.
 #[derive(Debug, Clone, Deserialize)]
@@ -1361,6 +1406,39 @@ impl Config {
         }
         self.validate_metrics(v);
         self.validate_tls(v);
+        self.validate_backend_chatroom(v);
+    }
+
+    fn validate_backend_chatroom(&self, v: &mut Validator) {
+        if let Some(t) = &self.backend.token {
+            let t = t.expose_secret();
+            if t.len() < 16 || t.len() > 1024 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                v.issue(
+                    "backend.token",
+                    "must be 16-1024 printable ASCII characters without spaces".to_owned(),
+                );
+            } else if t == self.auth.jwt_secret.expose_secret() {
+                v.issue(
+                    "backend.token",
+                    "must differ from auth.jwt_secret".to_owned(),
+                );
+            }
+        }
+        let c = &self.chatroom;
+        v.range("chatroom.max_members", c.max_members, 1, 1_000_000);
+        v.range(
+            "chatroom.max_rooms_per_user",
+            c.max_rooms_per_user,
+            1,
+            10_000,
+        );
+        v.range("chatroom.history_messages", c.history_messages, 0, 100_000);
+        v.range(
+            "chatroom.max_messages_per_second",
+            c.max_messages_per_second,
+            0,
+            1_000_000,
+        );
     }
 
     fn validate_tls(&self, v: &mut Validator) {

@@ -644,3 +644,30 @@ fn example_keys(yaml: &str) -> Vec<String> {
     }
     keys
 }
+
+/// `backend.token` is a secret of 16+ printable characters, distinct from
+/// the JWT secret, never printed; `chatroom.*` are range-checked.
+#[test]
+fn backend_token_and_chatroom_limits_are_validated() {
+    Jail::expect_with(|jail| {
+        jail.set_env("IM_BACKEND__TOKEN", "short");
+        jail.set_env("IM_CHATROOM__MAX_MEMBERS", "0");
+        let text = error_text(Config::load(None));
+        assert!(text.contains("backend.token: must be 16-1024"), "{text}");
+        assert!(text.contains("chatroom.max_members"), "{text}");
+        jail.set_env("IM_CHATROOM__MAX_MEMBERS", "5");
+        jail.set_env("IM_AUTH__JWT_SECRET", "the-same-secret-for-both-0123");
+        jail.set_env("IM_BACKEND__TOKEN", "the-same-secret-for-both-0123");
+        let text = error_text(Config::load(None));
+        assert!(text.contains("must differ from auth.jwt_secret"), "{text}");
+        jail.set_env("IM_BACKEND__TOKEN", "a-backend-token-0123456789");
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.chatroom.max_members, 5);
+        assert_eq!(
+            c.backend.token.as_ref().unwrap().expose_secret(),
+            "a-backend-token-0123456789"
+        );
+        assert!(!format!("{c:?}").contains("a-backend-token"));
+        Ok(())
+    });
+}

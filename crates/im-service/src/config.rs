@@ -93,6 +93,44 @@ pub struct ServiceConfig {
     /// a change made elsewhere (another node) can be.
     pub group_cache_ttl: Duration,
     pub writer: WriterConfig,
+    /// Chat rooms (`chatroom_<id>` conversations).
+    pub chat_rooms: ChatRoomConfig,
+}
+
+/// Chat rooms: large rooms with join/leave, live fan-out to members, a
+/// bounded readable history and no per-member state in the store.
+#[derive(Debug, Clone)]
+pub struct ChatRoomConfig {
+    /// Most members of one room. A full room first drops members that have
+    /// no session on this node; if it is still full the join is refused.
+    pub max_members: usize,
+    /// Most rooms one user is in at once.
+    pub max_rooms_per_user: usize,
+    /// How many of a room's newest messages stay readable (SYNC_RANGE,
+    /// HTTP history); older ones are not served. 0 = no history at all.
+    pub history_messages: u32,
+    /// A send into a room the sender is not in joins it first (the SDK has
+    /// no join call); off: sends from non-members are refused.
+    pub join_on_send: bool,
+    /// Users may join rooms themselves (HTTP join, join on send). Off: only
+    /// the app backend puts users into rooms; users may still leave.
+    pub self_join: bool,
+    /// Messages per second accepted in one room (with a burst of as many);
+    /// 0 = unlimited.
+    pub max_messages_per_second: u32,
+}
+
+impl Default for ChatRoomConfig {
+    fn default() -> Self {
+        Self {
+            max_members: 10_000,
+            max_rooms_per_user: 32,
+            history_messages: 100,
+            join_on_send: true,
+            self_join: true,
+            max_messages_per_second: 100,
+        }
+    }
 }
 
 impl ServiceConfig {
@@ -128,6 +166,7 @@ impl Default for ServiceConfig {
             group_cache_capacity: 4096,
             group_cache_ttl: Duration::from_secs(30),
             writer: WriterConfig::default(),
+            chat_rooms: ChatRoomConfig::default(),
         }
     }
 }

@@ -146,7 +146,7 @@ impl SendRejected {
 
 /// Why [`MessagingService::route`] refused a send.
 #[derive(Debug)]
-enum Refusal {
+pub(crate) enum Refusal {
     /// For good, with this wire code.
     Code(ErrorCode, &'static str),
     /// A condition a retry fixes.
@@ -234,11 +234,14 @@ impl MessagingService {
             Arc::clone(&blocks),
             Arc::clone(&clock),
         );
-        let directory = Arc::new(GroupDirectory::new(
-            Arc::clone(&groups),
-            cfg.group_cache_capacity,
-            cfg.group_cache_ttl,
-        ));
+        let directory = Arc::new(
+            GroupDirectory::new(
+                Arc::clone(&groups),
+                cfg.group_cache_capacity,
+                cfg.group_cache_ttl,
+            )
+            .with_rooms(cfg.chat_rooms.clone()),
+        );
         let group_service = GroupService::new(
             groups,
             Arc::clone(&conversations),
@@ -335,6 +338,12 @@ impl MessagingService {
 
     /// Resolves the conversation of a send and who receives it.
     async fn route(&self, sender: &UserId, req: &SendRequest) -> Result<Route, Refusal> {
+        if req.conversation_id.starts_with("system_") {
+            return Err(Refusal::Code(
+                ErrorCode::PermissionDenied,
+                crate::system::READ_ONLY,
+            ));
+        }
         let conversation = if req.conversation_id.is_empty() && !req.group_id.is_empty() {
             ConversationId::group(&req.group_id)
                 .map_err(|_| (ErrorCode::InvalidParam, "malformed group_id"))?
@@ -444,6 +453,23 @@ impl MessagingService {
                     recipients,
                 })
             }
+            ConversationId::ChatRoom { room_id } => {
+                if !req.receiver_id.is_empty() || !req.group_id.is_empty() {
+                    return Err(Refusal::Code(
+                        ErrorCode::InvalidParam,
+                        "receiver_id/group_id set on a chat room conversation",
+                    ));
+                }
+                let recipients = self.chat_room_recipients(sender, room_id)?;
+                Ok(Route {
+                    conversation,
+                    recipients,
+                })
+            }
+            ConversationId::System { .. } => Err(Refusal::Code(
+                ErrorCode::PermissionDenied,
+                crate::system::READ_ONLY,
+            )),
         }
     }
 
@@ -535,6 +561,12 @@ impl MessagingService {
         let mut participants = Vec::with_capacity(route.recipients.len() + 1);
         participants.push(sender.clone());
         participants.extend(route.recipients.iter().filter(|u| *u != sender).cloned());
+        if route.conversation.room_id().is_some() {
+            // A chat room is nobody's conversation in the store: no
+            // membership rows, so no conversation list entry, no unread
+            // count, no BATCH_SYNC (see chatrooms.rs).
+            participants.clear();
+        }
         let msg = NewMessage {
             server_msg_id: self.ids.server_msg_id(),
             client_msg_id: req.client_msg_id,
@@ -645,6 +677,9 @@ impl MessagingService {
         message_id: &str,
     ) -> Result<(), StoreError> {
         match self.resolve_message(user, message_id).await? {
+            // Chat rooms keep no per-member state (one row per member per
+            // message would be the cost of a large room).
+            Some(m) if m.conversation_type == im_core::ConversationType::ChatRoom => Ok(()),
             Some(m) if self.is_participant(user, &m).await? => {
                 self.store
                     .record_delivered(user, device, &m.conversation_id, m.seq)
@@ -779,10 +814,13 @@ impl MessagingService {
                 has_more: false,
             }
         };
-        if let Err(e) = access(&self.directory, user, &conversation_id).await {
-            let (code, msg) = wire_error(&e);
-            return fail(code, &msg, request_id, conversation_id);
-        }
+        let a = match access(&self.directory, user, &conversation_id).await {
+            Ok(a) => a,
+            Err(e) => {
+                let (code, msg) = wire_error(&e);
+                return fail(code, &msg, request_id, conversation_id);
+            }
+        };
         if start_seq < 1 || end_seq < start_seq {
             return fail(
                 ErrorCode::InvalidParam,
@@ -791,10 +829,24 @@ impl MessagingService {
                 conversation_id,
             );
         }
+        // A chat room serves only its newest messages.
+        let floor = match crate::chatrooms::readable_floor(
+            self.conversations.as_ref(),
+            &a.conversation,
+            self.rooms().config().history_messages,
+        )
+        .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                let (code, m) = store_code(&e);
+                return fail(code, m, request_id, conversation_id);
+            }
+        };
         let limit = self.clamp_count(count);
         let mut msgs = match self
             .store
-            .conversation_range(&conversation_id, start_seq - 1, end_seq, limit)
+            .conversation_range(&conversation_id, start_seq.max(floor) - 1, end_seq, limit)
             .await
         {
             Ok(m) => m,

@@ -35,6 +35,8 @@ pub struct Services {
     pub files: FileService,
     /// Per-user and per-IP rate limits (none unless [`Self::with_limits`]).
     pub limits: Limits,
+    /// The app backend's token (backend API off unless [`Self::with_backend`]).
+    pub backend: crate::backend::BackendAuth,
 }
 
 impl Services {
@@ -63,7 +65,14 @@ impl Services {
             accounts,
             files,
             limits: Limits::unlimited(),
+            backend: crate::backend::BackendAuth::disabled(),
         }
+    }
+
+    /// The same services accepting backend calls authorised by `backend`.
+    pub fn with_backend(mut self, backend: crate::backend::BackendAuth) -> Self {
+        self.backend = backend;
+        self
     }
 
     /// The same services with `limits` enforced.

@@ -24,6 +24,7 @@ mod lifecycle;
 mod logs;
 mod messaging;
 mod overload;
+mod sdk_rooms;
 mod sdk_send;
 mod sdk_ws;
 mod tls;

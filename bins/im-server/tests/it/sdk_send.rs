@@ -31,7 +31,7 @@ use crate::{QUIET, TestServer, WAIT, assert_auth_ok, assert_no_message, next_tex
 /// `im_replies_suppressed_total{request, reason}` (0 when absent). The
 /// recorder is shared by every server of this test process, so tests
 /// compare before and after, and other tests may add to it meanwhile.
-async fn suppressed(s: &TestServer, request: &str, reason: &str) -> f64 {
+pub(crate) async fn suppressed(s: &TestServer, request: &str, reason: &str) -> f64 {
     let (status, _, text) = crate::messaging::http(s.addrs.http, "GET", "/metrics", &[], "").await;
     assert_eq!(status, 200, "{text}");
     text.lines()
@@ -45,7 +45,13 @@ async fn suppressed(s: &TestServer, request: &str, reason: &str) -> f64 {
 }
 
 /// Waits until the counter has grown by at least `by` since `before`.
-async fn suppressed_grows(s: &TestServer, request: &str, reason: &str, before: f64, by: f64) {
+pub(crate) async fn suppressed_grows(
+    s: &TestServer,
+    request: &str,
+    reason: &str,
+    before: f64,
+    by: f64,
+) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let now = suppressed(s, request, reason).await;
@@ -64,7 +70,12 @@ async fn suppressed_grows(s: &TestServer, request: &str, reason: &str, before: f
 
 /// SEND_MSG_REQ as the v2 SDK builds it (IMMessageManager.swift:286-304
 /// @07bf3fe): client id, conversation, receiver, type, send time, content.
-fn sdk_send(client_msg_id: &str, conversation: &str, receiver: &str, text: &str) -> Request {
+pub(crate) fn sdk_send(
+    client_msg_id: &str,
+    conversation: &str,
+    receiver: &str,
+    text: &str,
+) -> Request {
     Request::Send(SendRequest {
         client_msg_id: client_msg_id.to_owned(),
         conversation_id: conversation.to_owned(),
@@ -77,7 +88,7 @@ fn sdk_send(client_msg_id: &str, conversation: &str, receiver: &str, text: &str)
 }
 
 /// Every reply that arrives until the connection is quiet, by sequence.
-async fn replies_until_quiet(c: &mut Client) -> Vec<(u32, Reply)> {
+pub(crate) async fn replies_until_quiet(c: &mut Client) -> Vec<(u32, Reply)> {
     let mut out = Vec::new();
     while let Some(r) = c.next_reply(QUIET).await.unwrap() {
         out.push(r);

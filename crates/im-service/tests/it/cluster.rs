@@ -239,3 +239,56 @@ async fn next_push_quick(c: &mut Conn) -> Option<Event> {
         _ => None,
     }
 }
+
+/// Waits until node `env` knows `count` members of chat room `room`
+/// (joins and leaves travel on the bus).
+async fn room_members_become(env: &Env, room: &str, count: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while env.services.messaging.chat_room_member_count(room) != count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "room {room} never reached {count} members"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Chat room membership is replicated: a join on node A lets a message
+/// sent through node B reach the member; a leave on A stops it.
+#[tokio::test]
+async fn chat_room_membership_spans_nodes() {
+    let n = nodes();
+    let mut alice = Conn::login(&n.a, "alice", "iOS").await;
+    let mut bob = Conn::login(&n.b, "bob", "iOS").await;
+    let user = |s: &str| im_core::UserId::parse(s).unwrap();
+    n.a.services
+        .messaging
+        .join_chat_room(&user("alice"), "hall")
+        .unwrap();
+    room_members_become(&n.b, "hall", 1).await;
+    // bob joins by sending through node B; alice (node A) gets it.
+    let r = send(&n.b, &mut bob, "chatroom_hall", "b1", "hello hall").await;
+    assert_eq!(code_of(&r), ErrorCode::Success);
+    match next_push(&mut alice).await {
+        Some(Event::Message(m)) => assert_eq!(m.conversation_id, "chatroom_hall"),
+        other => panic!("{other:?}"),
+    }
+    room_members_become(&n.a, "hall", 2).await;
+    let r = send(&n.a, &mut alice, "chatroom_hall", "a1", "hi bob").await;
+    assert_eq!(code_of(&r), ErrorCode::Success);
+    match next_push(&mut bob).await {
+        Some(Event::Message(m)) => assert_eq!(m.client_msg_id, "a1"),
+        other => panic!("{other:?}"),
+    }
+    // alice leaves through node A: B stops pushing to her.
+    n.a.services
+        .messaging
+        .leave_chat_room(&user("alice"), "hall")
+        .unwrap();
+    room_members_become(&n.b, "hall", 1).await;
+    let r = send(&n.b, &mut bob, "chatroom_hall", "b2", "anyone?").await;
+    assert_eq!(code_of(&r), ErrorCode::Success);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(alice.pushes().is_empty());
+}
