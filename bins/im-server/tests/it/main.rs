@@ -65,7 +65,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.database.path = dir.join("im.db");
     c.files.dir = dir.join("files");
     c.auth.jwt_secret = "e2e-test-secret".to_owned().into();
-    c.auth.allow_demo_tokens = true;
+    c.auth.allow_demo_tokens = Some(true);
     c
 }
 
