@@ -563,7 +563,10 @@ async fn purge_expired_state(services: Arc<Services>, shutdown: CancellationToke
             _ = every.tick() => {}
         }
         services.limits.purge();
-        sweep_files(&services.files).await;
+        if minutes > 0 {
+            // (`App::build` swept at start-up.)
+            sweep_files(&services.files).await;
+        }
         minutes = minutes.wrapping_add(1);
         if minutes % 60 != 1 {
             continue;
