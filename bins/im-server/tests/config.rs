@@ -689,7 +689,8 @@ fn backend_token_and_chatroom_limits_are_validated() {
 fn demo_tokens_by_mode_secret_and_key() {
     const CUSTOM: &str = "a-long-and-random-production-secret-value";
     // (mode, custom secret?, key) -> accepted, or the key of the config error.
-    let cases: [(&str, bool, Option<bool>, Result<bool, &str>); 12] = [
+    type Case = (&'static str, bool, Option<bool>, Result<bool, &'static str>);
+    let cases: [Case; 12] = [
         ("debug", false, None, Ok(true)),
         ("debug", false, Some(true), Ok(true)),
         ("debug", false, Some(false), Ok(false)),

@@ -1062,4 +1062,174 @@ mod tests {
         assert!(matches!(up.finish().await, Err(FileError::Empty)));
         assert!(store.state.lock().1.is_none());
     }
+
+    #[test]
+    fn file_ids_are_found_in_urls_escaped_json_and_text() {
+        let a = "0123456789abcdef0123456789abcdef";
+        let b = "fedcba9876543210fedcba9876543210";
+        let json = format!(
+            r#"{{"url":"http:\/\/h:8080\/files\/{a}","thumbnailUrl":"https://cdn/x/{b}?v=1","size":3}}"#
+        );
+        let ids: Vec<String> = file_ids_in(json.as_bytes())
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(ids, vec![a.to_owned(), b.to_owned()]);
+        assert_eq!(file_ids_in(a.as_bytes()).len(), 1, "the whole content");
+        assert_eq!(file_ids_in(format!("{a} {a}").as_bytes()).len(), 1, "once");
+        for not_an_id in [
+            format!("{a}0"),                                   // 33 characters
+            format!("x{a}"),                                   // part of a longer word
+            "0123456789ABCDEF0123456789abcdef".to_owned(),     // upper case
+            "0123456789abcdef0123456789abcdeg".to_owned(),     // not hex
+            "123e4567-e89b-12d3-a456-426614174000".to_owned(), // a UUID
+        ] {
+            assert!(file_ids_in(not_an_id.as_bytes()).is_empty(), "{not_an_id}");
+        }
+        let many: String = (0..40u128)
+            .map(|i| format!("{} ", FileId::from_u128(i)))
+            .collect();
+        assert_eq!(file_ids_in(many.as_bytes()).len(), MAX_REFS_PER_MESSAGE);
+        assert!(file_ids_in(b"").is_empty());
+        assert!(file_ids_in(&[0xff, 0xfe, b'a']).is_empty());
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(v4), v4);
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(mapped), v4);
+    }
+
+    #[test]
+    fn expiry_is_created_at_plus_ttl() {
+        let f = PendingFile {
+            file_id: FileId::from_u128(1),
+            size: 1,
+            created_at: 1_000,
+        };
+        assert!(!is_expired(&f, 1_999, Duration::from_secs(1)));
+        assert!(is_expired(&f, 2_000, Duration::from_secs(1)));
+        assert!(is_expired(&f, 1_000, Duration::ZERO));
+        assert!(!is_expired(&f, i64::MAX - 1, Duration::MAX));
+    }
+
+    #[tokio::test]
+    async fn anonymous_limits_count_per_address_and_in_total() {
+        let store = OneFile::default();
+        let mut s = service(&store, 1 << 20);
+        s.anon = Arc::new(Anonymous::new(AnonymousLimits {
+            ttl: Duration::from_secs(60),
+            uploads_per_minute: 2,
+            bytes_per_window: 10 * 1024,
+            window: Duration::from_secs(60),
+            max_pending_bytes: 12 * 1024,
+        }));
+        let one: IpAddr = "192.0.2.1".parse().unwrap();
+        let two: IpAddr = "192.0.2.2".parse().unwrap();
+        // 8 KiB of 10 from `one`; 2 more KiB would fit, 3 do not.
+        let mut up = s.begin(None, Some(one), None).await.unwrap();
+        up.expect(8 * 1024).await.unwrap();
+        assert_eq!(s.pending_usage().bytes, 8 * 1024, "reserved");
+        let mut up2 = s.begin(None, Some(one), None).await.unwrap();
+        let e = up2.expect(3 * 1024).await.unwrap_err();
+        assert!(matches!(
+            e,
+            FileError::QuotaExceeded {
+                limit: 10240,
+                window_secs: 60,
+                ..
+            }
+        ));
+        assert_eq!(
+            (e.http_status(), e.reason()),
+            (429, "upload_quota_exceeded")
+        );
+        assert!(e.retry_after_secs().is_some_and(|s| s >= 1));
+        drop(up2);
+        // Two uploads a minute from `one`.
+        let e = s.begin(None, Some(one), None).await.unwrap_err();
+        assert!(matches!(e, FileError::RateLimited { .. }));
+        assert_eq!((e.http_status(), e.reason()), (429, "upload_rate_limited"));
+        // `two` has its own buckets, but the total is shared: 8 + 4 of 12
+        // KiB reserved, so 1 byte more is refused.
+        let mut up3 = s.begin(None, Some(two), None).await.unwrap();
+        assert_eq!(s.pending_usage().bytes, 12 * 1024);
+        let e = up3
+            .push(Bytes::from(vec![0u8; 4 * 1024 + 1]))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, FileError::StorageFull));
+        assert_eq!((e.http_status(), e.reason()), (507, "insufficient_storage"));
+        drop(up3);
+        assert_eq!(s.pending_usage().bytes, 8 * 1024, "released");
+        // A committed upload holds what it weighs (at least MIN_CHARGE).
+        up.push(Bytes::from_static(b"small")).await.unwrap();
+        let meta = up.finish().await.unwrap();
+        assert_eq!(meta.owner, "");
+        let usage = s.pending_usage();
+        assert_eq!((usage.files, usage.bytes), (1, MIN_CHARGE));
+        // Owners are not limited.
+        let u = UserId::parse("alice").unwrap();
+        for _ in 0..5 {
+            let mut up = s.begin(Some(&u), Some(one), None).await.unwrap();
+            up.expect(1 << 20).await.unwrap();
+        }
+        // No address (an in-process router): only the total applies.
+        assert!(s.begin(None, None, None).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_noted_reference_unpends_the_file_and_settles() {
+        /// Records which ids were marked.
+        #[derive(Default)]
+        struct Marks(parking_lot::Mutex<Vec<FileId>>);
+        #[async_trait]
+        impl FileStore for Marks {
+            async fn begin(&self) -> StoreResult<Box<dyn FileWriter>> {
+                Err(StoreError::Other("read-only".into()))
+            }
+            async fn meta(&self, _: &FileId) -> StoreResult<Option<FileMeta>> {
+                Ok(None)
+            }
+            async fn read(&self, _: &FileId, _: u64, _: u64) -> StoreResult<Option<ByteStream>> {
+                Ok(None)
+            }
+            async fn mark_referenced(&self, id: &FileId) -> StoreResult<bool> {
+                self.0.lock().push(id.clone());
+                Ok(true)
+            }
+            async fn pending(&self) -> StoreResult<Vec<PendingFile>> {
+                Ok(Vec::new())
+            }
+            async fn expire(&self, _: &FileId) -> StoreResult<bool> {
+                Ok(false)
+            }
+        }
+        let marks = Arc::new(Marks::default());
+        let (s, refs) = FileService::new(
+            Arc::clone(&marks) as Arc<dyn FileStore>,
+            Arc::new(Fixed),
+            FilesConfig::default(),
+        )
+        .with_reference_tracking();
+        let a = FileId::from_u128(0xa);
+        s.anon.hold(a.clone(), MIN_CHARGE, 10, 1);
+        assert_eq!(s.pending_usage().files, 1);
+        refs.note(format!(r#"{{"url":"http:\/\/x\/files\/{a}"}}"#).as_bytes());
+        refs.note(b"plain text, no ids");
+        refs.note(a.as_str().as_bytes());
+        s.references_settled().await;
+        assert_eq!(*marks.0.lock(), vec![a], "marked once");
+        assert_eq!(s.pending_usage(), PendingUsage { files: 0, bytes: 0 });
+        // Without tracking nothing is noted and settling is immediate.
+        FileRefs::none().note(FileId::from_u128(1).as_str().as_bytes());
+        FileService::unconfigured().references_settled().await;
+    }
 }
