@@ -316,8 +316,10 @@ impl Anonymous {
             Ok(Err(not_until)) => Err(self.refuse(refused(wait_secs(
                 not_until.wait_time_from(DefaultClock::default().now()),
             )))),
-            // More than the whole window's allowance at once.
-            Err(_) => Err(self.refuse(refused(self.limits.window.as_secs()))),
+            // More than the whole window's allowance at once: no wait helps.
+            Err(_) => Err(FileError::TooLarge {
+                max: self.limits.bytes_per_window,
+            }),
         }
     }
 
@@ -1225,6 +1227,11 @@ mod tests {
         );
         assert!(e.retry_after_secs().is_some_and(|s| s >= 1));
         drop(up2);
+        // More than a whole window's allowance can never fit: 413.
+        let mut big = s.begin(None, Some(two), None).await.unwrap();
+        let e = big.expect(11 * 1024).await.unwrap_err();
+        assert!(matches!(e, FileError::TooLarge { max: 10240 }), "{e:?}");
+        drop(big);
         // Two uploads a minute from `one`.
         let e = s.begin(None, Some(one), None).await.unwrap_err();
         assert!(matches!(e, FileError::RateLimited { .. }));
