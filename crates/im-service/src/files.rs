@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use governor::clock::{Clock as _, DefaultClock};
+use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use im_core::files::FILE_ID_LEN;
 use im_core::ports::{Clock, StoreResult, SystemClock};
@@ -291,9 +291,7 @@ impl Anonymous {
         };
         l.check_key(&key).map_err(|not_until| {
             self.refuse(FileError::RateLimited {
-                retry_after_secs: wait_secs(
-                    not_until.wait_time_from(DefaultClock::default().now()),
-                ),
+                retry_after_secs: wait_secs(not_until.wait_time_from(l.clock().now())),
             })
         })
     }
@@ -314,7 +312,7 @@ impl Anonymous {
         match l.check_key_n(&key, n) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => Err(self.refuse(refused(wait_secs(
-                not_until.wait_time_from(DefaultClock::default().now()),
+                not_until.wait_time_from(l.clock().now()),
             )))),
             // More than the whole window's allowance at once: no wait helps.
             Err(_) => Err(FileError::TooLarge {
