@@ -111,7 +111,7 @@ pub fn backend_auth(c: &Config) -> im_service::BackendAuth {
 pub fn service_config(c: &Config) -> ServiceConfig {
     ServiceConfig {
         max_content_bytes: c.message.max_content_bytes,
-        allow_demo_tokens: c.auth.allow_demo_tokens,
+        allow_demo_tokens: c.demo_tokens_accepted(),
         require_registered_users: c.auth.require_registered_users,
         kick_policy: match c.session.kick_policy {
             KickPolicy::PerPlatform => im_service::KickPolicy::PerPlatform,
@@ -170,6 +170,13 @@ pub fn files_config(c: &Config) -> im_service::FilesConfig {
         max_upload_bytes: c.files.max_upload_bytes,
         anonymous_upload: c.files.anonymous_upload,
         public_base_url: c.files.public_base_url.clone(),
+        anonymous: im_service::AnonymousLimits {
+            ttl: c.files.anonymous_ttl,
+            uploads_per_minute: c.files.anonymous_uploads_per_minute,
+            bytes_per_window: c.files.anonymous_bytes_per_window,
+            window: c.files.anonymous_window,
+            max_pending_bytes: c.files.anonymous_max_pending_bytes,
+        },
     }
 }
 
@@ -198,7 +205,7 @@ async fn open_files(c: &Config) -> anyhow::Result<LocalFileStore> {
 pub fn jwt(c: &Config) -> JwtAuth {
     JwtAuth::new(
         c.auth.jwt_secret.expose_secret().as_bytes(),
-        c.auth.allow_demo_tokens,
+        c.demo_tokens_accepted(),
     )
 }
 
@@ -239,17 +246,9 @@ async fn open_store(c: &Config) -> anyhow::Result<AnyStore> {
 
 impl App {
     /// Opens the stores, starts the writer and binds the three listeners.
+    /// The default JWT secret and demo tokens are warned about by the
+    /// caller, from [`Config::warnings`] (`main.rs`), once.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        if config.auth.uses_default_secret() {
-            tracing::warn!(
-                "auth.jwt_secret is the public default: anyone can mint tokens. Set IM_AUTH__JWT_SECRET."
-            );
-        }
-        if config.auth.allow_demo_tokens {
-            tracing::warn!(
-                "auth.allow_demo_tokens is on: demo_token_<user> logs in as anyone. Development only."
-            );
-        }
         // Before anything is opened: a bad certificate is a config error.
         let tls = load_tls(&config)?;
         // First, so that errors while opening the stores are counted too.
@@ -259,13 +258,24 @@ impl App {
             None
         };
         let store = open_store(&config).await?;
-        let files = FileService::new(
+        let (files, file_refs) = FileService::new(
             Arc::new(open_files(&config).await?),
             Arc::new(SystemClock),
             files_config(&config),
-        );
+        )
+        .with_reference_tracking();
+        // Counts what earlier runs left pending (and expires what is due).
+        sweep_files(&files).await;
         if config.files.anonymous_upload {
-            tracing::warn!("files.anonymous_upload is on: anyone can upload files.");
+            let f = &config.files;
+            tracing::info!(
+                ttl = ?f.anonymous_ttl,
+                uploads_per_minute = f.anonymous_uploads_per_minute,
+                bytes_per_window = f.anonymous_bytes_per_window,
+                window = ?f.anonymous_window,
+                max_pending_bytes = f.anonymous_max_pending_bytes,
+                "anonymous uploads on (files.anonymous_*)"
+            );
         }
         let store = Arc::new(store);
         let node_id = node_id(&config);
@@ -299,7 +309,8 @@ impl App {
             writer,
             Arc::new(Hub::with_node_id(node_id.as_str())),
             svc_cfg,
-        );
+        )
+        .with_file_refs(file_refs);
         let shutdown = CancellationToken::new();
         let mut health = vec![health];
         if let Some(r) = &redis {
@@ -369,6 +380,12 @@ impl App {
 
     pub fn local_addrs(&self) -> LocalAddrs {
         self.addrs
+    }
+
+    /// The use cases this server serves (tests drive periodic work, such
+    /// as [`FileService::sweep_anonymous`], through it).
+    pub fn services(&self) -> Arc<Services> {
+        Arc::clone(&self.services)
     }
 
     /// The TLS certificate in use (with `tls.enabled`): its
@@ -520,8 +537,22 @@ pub fn limits_config(c: &Config) -> LimitsConfig {
     }
 }
 
+/// Expires unreferenced anonymous files, logging what happened.
+async fn sweep_files(files: &FileService) {
+    match files.sweep_anonymous().await {
+        Ok(r) if r.expired > 0 => tracing::info!(
+            expired = r.expired,
+            pending = r.pending,
+            "expired unreferenced anonymous files"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "sweeping anonymous files failed"),
+    }
+}
+
 /// Every hour, forgets revocations of tokens that have expired anyway;
-/// every minute, forgets rate-limit buckets that have refilled.
+/// every minute, forgets rate-limit buckets that have refilled and expires
+/// unreferenced anonymous files past `files.anonymous_ttl`.
 async fn purge_expired_state(services: Arc<Services>, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -532,6 +563,10 @@ async fn purge_expired_state(services: Arc<Services>, shutdown: CancellationToke
             _ = every.tick() => {}
         }
         services.limits.purge();
+        if minutes > 0 {
+            // (`App::build` swept at start-up.)
+            sweep_files(&services.files).await;
+        }
         minutes = minutes.wrapping_add(1);
         if minutes % 60 != 1 {
             continue;

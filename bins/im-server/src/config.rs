@@ -443,8 +443,13 @@ pub struct AuthConfig {
     /// Password hashes (argon2id, ~19 MiB and tens of ms each) computed at
     /// once; further logins wait.
     pub hash_concurrency: usize,
-    /// Accept `demo_token_<user>` as a valid token for `<user>` (development only).
-    pub allow_demo_tokens: bool,
+    /// Accept `demo_token_<user>` as a valid token for `<user>` (development
+    /// only; the v1 Talk sample app logs in with it). Unset: accepted in
+    /// debug mode while `jwt_secret` is the public default (anyone can mint
+    /// tokens then anyway), refused otherwise. `false` always refuses;
+    /// `true` accepts in debug mode and is a config error in release mode.
+    /// See [`Config::demo_tokens_accepted`].
+    pub allow_demo_tokens: Option<bool>,
     /// Sending to a user id never seen before is ERR_USER_NOT_EXIST instead
     /// of being stored for that user's first sync.
     pub require_registered_users: bool,
@@ -458,7 +463,7 @@ impl Default for AuthConfig {
             refresh_expire_hours: 24 * 60,
             min_password_len: 8,
             hash_concurrency: 2,
-            allow_demo_tokens: false,
+            allow_demo_tokens: None,
             require_registered_users: false,
         }
     }
@@ -759,17 +764,40 @@ pub struct FilesConfig {
     #[serde(deserialize_with = "lenient::opt_string")]
     pub public_base_url: Option<String>,
     /// Accept `POST /upload` without a token (the SDK's `IMFileManager`
-    /// sends none); such files have no owner. Off: uploads need a Bearer token.
+    /// sends none); such files have no owner and are bounded by the
+    /// `anonymous_*` limits. Off: uploads need a Bearer token.
     pub anonymous_upload: bool,
+    /// An anonymous file no stored message references is deleted this long
+    /// after its upload (by a sweep every minute).
+    #[serde(deserialize_with = "duration::human")]
+    pub anonymous_ttl: Duration,
+    /// Anonymous uploads started per minute from one client address (IPv6:
+    /// per /64), bursts up to the same number; 0 = no limit. Over: 429
+    /// `upload_rate_limited`.
+    pub anonymous_uploads_per_minute: u32,
+    /// Bytes one client address may upload anonymously per
+    /// `anonymous_window`; 0 = no limit. Over: 429 `upload_quota_exceeded`.
+    pub anonymous_bytes_per_window: u64,
+    #[serde(deserialize_with = "duration::human")]
+    pub anonymous_window: Duration,
+    /// Bytes all unreferenced anonymous files may hold together (each
+    /// counted as at least 4 KiB); 0 = no cap. Full: 507 `insufficient_storage`.
+    pub anonymous_max_pending_bytes: u64,
 }
 
 impl Default for FilesConfig {
     fn default() -> Self {
+        let anon = im_service::AnonymousLimits::default();
         Self {
             dir: PathBuf::from("./data/files"),
             max_upload_bytes: 100 * 1024 * 1024,
             public_base_url: None,
-            anonymous_upload: false,
+            anonymous_upload: true,
+            anonymous_ttl: anon.ttl,
+            anonymous_uploads_per_minute: anon.uploads_per_minute,
+            anonymous_bytes_per_window: anon.bytes_per_window,
+            anonymous_window: anon.window,
+            anonymous_max_pending_bytes: anon.max_pending_bytes,
         }
     }
 }
@@ -986,6 +1014,20 @@ impl Config {
         self.auth.uses_default_secret()
     }
 
+    /// Whether `demo_token_<user>` logs in: never in release mode; in debug
+    /// mode as `auth.allow_demo_tokens` says, and when it is unset, exactly
+    /// while the JWT secret is the public default (anyone can mint a valid
+    /// token then anyway, and the v1 Talk sample app logs in with demo
+    /// tokens).
+    pub fn demo_tokens_accepted(&self) -> bool {
+        if self.server.is_release() {
+            return false;
+        }
+        self.auth
+            .allow_demo_tokens
+            .unwrap_or_else(|| self.uses_default_secret())
+    }
+
     /// The database connection string (see [`DatabaseConfig::url`]).
     pub fn database_url(&self) -> SecretString {
         self.database.url()
@@ -1004,10 +1046,15 @@ impl Config {
         } else if self.auth.jwt_secret.expose_secret().len() < 32 {
             out.push("auth.jwt_secret is shorter than 32 bytes".to_owned());
         }
-        if self.auth.allow_demo_tokens {
-            out.push(
-                "auth.allow_demo_tokens is on: `demo_token_<user>` logs in as any user".to_owned(),
-            );
+        if self.demo_tokens_accepted() {
+            let why = if self.auth.allow_demo_tokens.is_some() {
+                "auth.allow_demo_tokens is on"
+            } else {
+                "debug mode with the default auth.jwt_secret (set auth.allow_demo_tokens: false to refuse them)"
+            };
+            out.push(format!(
+                "DEMO TOKENS ACCEPTED: `demo_token_<user>` logs in as any user without a password: {why}"
+            ));
         }
         let unused = [
             (
@@ -1221,6 +1268,12 @@ impl Config {
         );
         v.range("auth.min_password_len", a.min_password_len, 6, 128);
         v.range("auth.hash_concurrency", a.hash_concurrency, 1, 256);
+        if self.server.is_release() && a.allow_demo_tokens == Some(true) {
+            v.issue(
+                "auth.allow_demo_tokens",
+                "refusing to start in release mode with demo tokens on: `demo_token_<user>` would log in as anyone; remove the key or set it to false".to_owned(),
+            );
+        }
     }
 
     fn validate_logger(&self, v: &mut Validator) {
@@ -1395,6 +1448,25 @@ impl Config {
         }
         if f.max_upload_bytes == 0 {
             v.issue("files.max_upload_bytes", "must be at least 1".to_owned());
+        }
+        if f.anonymous_upload {
+            if f.anonymous_bytes_per_window > 0 {
+                v.positive("files.anonymous_window", f.anonymous_window);
+                // Counted in KiB by a 32-bit bucket.
+                v.range(
+                    "files.anonymous_bytes_per_window",
+                    f.anonymous_bytes_per_window,
+                    1,
+                    u64::from(u32::MAX) * 1024,
+                );
+            }
+            if f.anonymous_ttl > Duration::from_secs(365 * 24 * 3600) {
+                v.issue(
+                    "files.anonymous_ttl",
+                    "must be at most a year (use an authenticated upload to keep a file)"
+                        .to_owned(),
+                );
+            }
         }
         if let Some(base) = &f.public_base_url {
             if !(base.starts_with("http://") || base.starts_with("https://")) {

@@ -108,8 +108,17 @@ fn defaults_load_without_file() {
         assert!(!c.redis.enabled);
         assert!(c.uses_default_secret());
         assert_eq!(c.auth.token_expire_hours, 720);
-        assert!(!c.auth.allow_demo_tokens);
+        // Unset: debug mode with the public default secret accepts them.
+        assert_eq!(c.auth.allow_demo_tokens, None);
+        assert!(c.demo_tokens_accepted());
         assert!(!c.auth.require_registered_users);
+        // Anonymous uploads (what the SDK sends) are on, with their limits.
+        assert!(c.files.anonymous_upload);
+        assert_eq!(c.files.anonymous_ttl, Duration::from_secs(3600));
+        assert_eq!(c.files.anonymous_uploads_per_minute, 60);
+        assert_eq!(c.files.anonymous_bytes_per_window, 256 << 20);
+        assert_eq!(c.files.anonymous_window, Duration::from_secs(3600));
+        assert_eq!(c.files.anonymous_max_pending_bytes, 1 << 30);
         assert_eq!(c.message.max_content_bytes, 65536);
         assert_eq!(c.message.recall_window, Duration::from_secs(120));
         assert_eq!(c.message.writer.batch_size, 1024);
@@ -153,7 +162,7 @@ database:
   conn_max_lifetime: 1h
 auth:
   jwt_secret: a-long-and-random-production-secret-value
-  allow_demo_tokens: true
+  allow_demo_tokens: false
 message:
   recall_window: 5m
   writer:
@@ -178,7 +187,8 @@ cluster:
             "mysql://chat:123456@db.internal:3306/chat"
         );
         assert!(!c.uses_default_secret());
-        assert!(c.auth.allow_demo_tokens);
+        assert_eq!(c.auth.allow_demo_tokens, Some(false));
+        assert!(!c.demo_tokens_accepted());
         assert_eq!(c.message.recall_window, Duration::from_secs(300));
         assert_eq!(c.message.writer.linger, Duration::from_micros(500));
         assert_eq!(c.session.kick_policy, KickPolicy::Multi);
@@ -668,6 +678,116 @@ fn backend_token_and_chatroom_limits_are_validated() {
             "a-backend-token-0123456789"
         );
         assert!(!format!("{c:?}").contains("a-backend-token"));
+        Ok(())
+    });
+}
+
+/// `auth.allow_demo_tokens` x `server.mode` x whether the JWT secret is the
+/// public default. The v1 Talk sample app logs in with
+/// `demo_token_<userID>` (Talk/Talk/ViewControllers/SettingsViewController.swift:251@5529e01).
+#[test]
+fn demo_tokens_by_mode_secret_and_key() {
+    const CUSTOM: &str = "a-long-and-random-production-secret-value";
+    // (mode, custom secret?, key) -> accepted, or the key of the config error.
+    type Case = (&'static str, bool, Option<bool>, Result<bool, &'static str>);
+    let cases: [Case; 12] = [
+        ("debug", false, None, Ok(true)),
+        ("debug", false, Some(true), Ok(true)),
+        ("debug", false, Some(false), Ok(false)),
+        ("debug", true, None, Ok(false)),
+        ("debug", true, Some(true), Ok(true)),
+        ("debug", true, Some(false), Ok(false)),
+        // Release refuses the default secret whatever the key says...
+        ("release", false, None, Err("auth.jwt_secret")),
+        ("release", false, Some(false), Err("auth.jwt_secret")),
+        ("release", false, Some(true), Err("auth.allow_demo_tokens")),
+        // ...and demo tokens: never accepted, `true` refuses to start.
+        ("release", true, None, Ok(false)),
+        ("release", true, Some(false), Ok(false)),
+        ("release", true, Some(true), Err("auth.allow_demo_tokens")),
+    ];
+    for (mode, custom, key, want) in cases {
+        Jail::expect_with(|jail| {
+            let mut yaml = format!("server:\n  mode: {mode}\nauth:\n  token_expire_hours: 720\n");
+            if custom {
+                yaml.push_str(&format!("  jwt_secret: {CUSTOM}\n"));
+            }
+            if let Some(k) = key {
+                yaml.push_str(&format!("  allow_demo_tokens: {k}\n"));
+            }
+            let case = format!("{mode}, custom secret {custom}, key {key:?}");
+            match (load_yaml(jail, &yaml), want) {
+                (Ok(c), Ok(accepted)) => {
+                    assert_eq!(c.auth.allow_demo_tokens, key, "{case}");
+                    assert_eq!(c.demo_tokens_accepted(), accepted, "{case}");
+                    let warned: Vec<String> = c
+                        .warnings()
+                        .into_iter()
+                        .filter(|w| w.contains("demo_token_"))
+                        .collect();
+                    // One loud warning exactly when they are accepted,
+                    // naming how to turn them off when that is the default.
+                    assert_eq!(warned.len(), usize::from(accepted), "{case}: {warned:?}");
+                    if let Some(w) = warned.first() {
+                        assert!(w.starts_with("DEMO TOKENS ACCEPTED"), "{w}");
+                        assert_eq!(
+                            w.contains("allow_demo_tokens: false"),
+                            key.is_none(),
+                            "{case}: {w}"
+                        );
+                    }
+                }
+                (Err(e), Err(issue_key)) => {
+                    assert!(e.issues().iter().any(|i| i.key == issue_key), "{case}: {e}");
+                }
+                (got, want) => panic!("{case}: got {got:?}, want {want:?}"),
+            }
+            Ok(())
+        });
+    }
+    // The environment sets it too.
+    Jail::expect_with(|jail| {
+        jail.set_env("IM_AUTH__ALLOW_DEMO_TOKENS", "false");
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.auth.allow_demo_tokens, Some(false));
+        assert!(!c.demo_tokens_accepted());
+        Ok(())
+    });
+}
+
+#[test]
+fn anonymous_upload_limits_load_and_validate() {
+    Jail::expect_with(|jail| {
+        let c = load_yaml(
+            jail,
+            "files:\n  anonymous_ttl: 10m\n  anonymous_uploads_per_minute: 0\n  anonymous_bytes_per_window: 1048576\n  anonymous_window: 30m\n  anonymous_max_pending_bytes: 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.files.anonymous_ttl, Duration::from_secs(600));
+        assert_eq!(c.files.anonymous_uploads_per_minute, 0);
+        assert_eq!(c.files.anonymous_bytes_per_window, 1 << 20);
+        assert_eq!(c.files.anonymous_window, Duration::from_secs(1800));
+        assert_eq!(c.files.anonymous_max_pending_bytes, 0);
+        let e = error_text(load_yaml(
+            jail,
+            "files:\n  anonymous_window: 0s\n  anonymous_ttl: 400d\n",
+        ));
+        assert!(
+            e.contains("files.anonymous_window: must be longer than 0s"),
+            "{e}"
+        );
+        assert!(
+            e.contains("files.anonymous_ttl: must be at most a year"),
+            "{e}"
+        );
+        // Off: the limits are not checked.
+        assert!(
+            load_yaml(
+                jail,
+                "files:\n  anonymous_upload: false\n  anonymous_window: 0s\n"
+            )
+            .is_ok()
+        );
         Ok(())
     });
 }

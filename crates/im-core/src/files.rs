@@ -5,6 +5,12 @@
 //! only becomes visible on [`FileWriter::commit`]. A writer that is aborted
 //! or dropped without commit leaves nothing behind. Reads are ranged and
 //! streamed too ([`FileStore::read`]).
+//!
+//! A file committed with an empty owner (an anonymous upload) is *pending*
+//! until a stored message references it ([`FileStore::mark_referenced`]);
+//! pending files are listed by [`FileStore::pending`] and deleted by
+//! [`FileStore::expire`] once the service decides they are too old. Owned
+//! files are never pending.
 
 use std::fmt;
 use std::pin::Pin;
@@ -88,6 +94,16 @@ pub struct FileMeta {
     pub sha256: String,
 }
 
+/// An anonymous upload that no stored message references yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingFile {
+    pub file_id: FileId,
+    /// Size of the body in bytes.
+    pub size: u64,
+    /// Upload time, ms since the Unix epoch.
+    pub created_at: i64,
+}
+
 /// A stream of file bytes.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>;
 
@@ -103,7 +119,8 @@ pub trait FileWriter: Send {
     async fn write(&mut self, chunk: Bytes) -> StoreResult<()>;
 
     /// Makes the body durable and visible under `meta.file_id` with `meta`.
-    /// `meta.file_id` must be [`Self::file_id`].
+    /// `meta.file_id` must be [`Self::file_id`]. With an empty `meta.owner`
+    /// the file is pending from then on (durably, before it is visible).
     async fn commit(self: Box<Self>, meta: FileMeta) -> StoreResult<()>;
 
     /// Discards the upload and everything written so far.
@@ -127,6 +144,19 @@ pub trait FileStore: Send + Sync {
         start: u64,
         end_inclusive: u64,
     ) -> StoreResult<Option<ByteStream>>;
+
+    /// Records, durably, that a stored message references `id`: a pending
+    /// file stops being pending. `Ok(false)` when it was not pending
+    /// (unknown, owned, already referenced or expired).
+    async fn mark_referenced(&self, id: &FileId) -> StoreResult<bool>;
+
+    /// Every pending file.
+    async fn pending(&self) -> StoreResult<Vec<PendingFile>>;
+
+    /// Deletes the pending file `id` (body and metadata), unless it stopped
+    /// being pending meanwhile: of a concurrent `expire` and
+    /// `mark_referenced`, exactly one returns `Ok(true)`.
+    async fn expire(&self, id: &FileId) -> StoreResult<bool>;
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ pub mod model;
 pub mod ports;
 
 pub use error::{ErrorCode, StoreError};
-pub use files::{ByteStream, FileId, FileMeta, FileStore, FileWriter};
+pub use files::{ByteStream, FileId, FileMeta, FileStore, FileWriter, PendingFile};
 pub use ids::{ConversationId, ConversationType, IdError, UserId};
 pub use model::{
     Account, Block, ConversationSummary, Friend, FriendRequest, FriendRequestStatus, Generation,

@@ -42,7 +42,10 @@ pub use cluster::{Cluster, ClusterConfig, ClusterStats};
 pub use config::{ChatRoomConfig, KickPolicy, ServiceConfig, WriterConfig};
 pub use conversations::ConversationService;
 pub use error::ServiceError;
-pub use files::{FileError, FileService, FilesConfig, Upload};
+pub use files::{
+    AnonymousLimits, FileError, FileRefs, FileService, FilesConfig, PendingUsage, SweepReport,
+    Upload,
+};
 pub use groups::{GroupService, NewGroup};
 pub use hub::{Hub, Outbound, SessionHandle, SessionId};
 pub use limits::{Limits, LimitsConfig, Rate};

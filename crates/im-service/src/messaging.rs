@@ -73,6 +73,7 @@ pub struct MessagingService {
     presence: Arc<PresenceService>,
     pub(crate) blocks: Arc<BlockCache>,
     social: SocialService,
+    file_refs: crate::files::FileRefs,
 }
 
 impl std::fmt::Debug for MessagingService {
@@ -274,7 +275,16 @@ impl MessagingService {
             presence,
             blocks,
             social,
+            file_refs: crate::files::FileRefs::none(),
         }
+    }
+
+    /// Notes the file ids of every stored message with `refs`, so those
+    /// files stop being pending (see [`crate::FileService::with_reference_tracking`]).
+    #[must_use]
+    pub fn with_file_refs(mut self, refs: crate::files::FileRefs) -> Self {
+        self.file_refs = refs;
+        self
     }
 
     /// Connects this node to the others: pushes, kicks, presence changes and
@@ -617,6 +627,7 @@ impl MessagingService {
         match result {
             Ok(appended) => {
                 let m = appended.message;
+                self.file_refs.note(&m.content);
                 let reply = Reply::Send {
                     code: ErrorCode::Success,
                     msg: String::new(),

@@ -54,6 +54,20 @@ pub const CLUSTER_PUBLISHED: &str = "im_cluster_bus_published_total";
 /// Bus messages received from other nodes.
 pub const CLUSTER_RECEIVED: &str = "im_cluster_bus_received_total";
 
+/// Anonymous uploads refused by a limit, by `reason`
+/// (upload_rate_limited|upload_quota_exceeded|insufficient_storage).
+pub const FILE_UPLOADS_REFUSED: &str = "im_file_uploads_refused_total";
+/// Pending anonymous files deleted by the sweeper (unreferenced past the TTL).
+pub const FILES_EXPIRED: &str = "im_files_expired_total";
+/// Pending anonymous files marked referenced by a stored message.
+pub const FILES_REFERENCED: &str = "im_files_referenced_total";
+/// File references that found the marking queue full (handed to a task).
+pub const FILE_REFS_QUEUE_FULL: &str = "im_file_refs_queue_full_total";
+/// Pending anonymous files this node counts (sampled).
+pub const FILES_PENDING: &str = "im_files_pending";
+/// Bytes charged for pending anonymous files and uploads in progress (sampled).
+pub const FILES_PENDING_BYTES: &str = "im_files_pending_bytes";
+
 /// Registers the descriptions (`# HELP`) of this crate's metrics with the
 /// installed recorder. Call once after installing it.
 pub fn describe() {
@@ -120,6 +134,28 @@ pub fn describe() {
     );
     describe_counter!(CLUSTER_PUBLISHED, "Bus messages published to other nodes");
     describe_counter!(CLUSTER_RECEIVED, "Bus messages received from other nodes");
+    describe_counter!(
+        FILE_UPLOADS_REFUSED,
+        "Anonymous uploads refused by a per-address or global limit, by reason"
+    );
+    describe_counter!(
+        FILES_EXPIRED,
+        "Unreferenced anonymous files deleted after files.anonymous_ttl"
+    );
+    describe_counter!(
+        FILES_REFERENCED,
+        "Anonymous files marked referenced by a stored message"
+    );
+    describe_counter!(
+        FILE_REFS_QUEUE_FULL,
+        "File references that found the marking queue full"
+    );
+    describe_gauge!(FILES_PENDING, Unit::Count, "Unreferenced anonymous files");
+    describe_gauge!(
+        FILES_PENDING_BYTES,
+        Unit::Bytes,
+        "Bytes held by unreferenced anonymous files and anonymous uploads in progress"
+    );
 }
 
 /// Sets the gauges that are read from live state rather than kept up to
@@ -133,6 +169,10 @@ pub fn sample(services: &Services) {
     if let Some(c) = hub.cluster() {
         gauge!(CLUSTER_QUEUE_DEPTH).set(as_f64(c.queued()));
     }
+    let files = services.files.pending_usage();
+    gauge!(FILES_PENDING).set(as_f64(files.files));
+    #[allow(clippy::cast_precision_loss)] // byte counts far below 2^52
+    gauge!(FILES_PENDING_BYTES).set(files.bytes as f64);
 }
 
 #[allow(clippy::cast_precision_loss)] // counts far below 2^52

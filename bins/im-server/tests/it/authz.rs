@@ -329,7 +329,7 @@ async fn token_matrix() {
 
     // Demo tokens when disabled: refused on sockets and HTTP alike.
     let s = TestServer::start_with(|c| {
-        c.auth.allow_demo_tokens = false;
+        c.auth.allow_demo_tokens = Some(false);
         c.rate_limit.enabled = false;
     })
     .await;
@@ -867,7 +867,8 @@ async fn authorization_matrix() {
     w.exchange("http authz").await;
 
     // ---- files: there are no private files ----
-    // Uploads need a token (files.anonymous_upload off); downloads are
+    // Uploads without a token are anonymous (files.anonymous_upload, on by
+    // default: the SDK sends none) and owned by nobody; downloads are
     // capability URLs: whoever holds the 128-bit id can read the file, as
     // the SDK loads media without headers. There is no delete or overwrite.
     let up = |token: Option<String>, data: &'static str| {
@@ -888,7 +889,9 @@ async fn authorization_matrix() {
         .unwrap()
         .to_owned();
     let (st, _, body) = up(None, "anonymous").await;
-    assert_eq!(st, 401, "anonymous upload refused: {body}");
+    assert_eq!(st, 200, "anonymous upload: {body}");
+    let (st, _, body) = up(Some("Bearer-less garbage".into()), "forged").await;
+    assert_eq!(st, 401, "a token that is present must be valid: {body}");
     cases += 1;
     let path = format!("/files/{file_id}");
     for (who, headers) in [

@@ -127,7 +127,7 @@ async fn bad_and_expired_tokens_are_refused() {
 
 #[tokio::test]
 async fn demo_tokens_are_refused_when_disabled() {
-    let s = TestServer::start_with(|c| c.auth.allow_demo_tokens = false).await;
+    let s = TestServer::start_with(|c| c.auth.allow_demo_tokens = Some(false)).await;
     let mut c = Client::connect_tcp(s.addrs.tcp).await.unwrap();
     let r = c.auth("alice", "demo_token_alice", "iOS").await.unwrap();
     assert!(

@@ -408,7 +408,7 @@ async fn too_large_and_empty_uploads_leave_nothing() {
 
 #[tokio::test]
 async fn uploads_need_a_token_unless_anonymous_uploads_are_on() {
-    let s = TestServer::start().await;
+    let s = TestServer::start_with(|c| c.files.anonymous_upload = false).await;
     let a = s.addrs.http;
     let r = request(a, "POST", "/upload", &[], b"data").await;
     assert_error(&r, 401, "unauthorized");

@@ -24,8 +24,10 @@ mod lifecycle;
 mod logs;
 mod messaging;
 mod overload;
+mod sdk_login;
 mod sdk_rooms;
 mod sdk_send;
+mod sdk_upload;
 mod sdk_ws;
 mod tls;
 
@@ -51,6 +53,9 @@ pub struct TestServer {
     /// `bad_input_matrix::call` then speak TLS.
     pub tls: Option<tls::TestTls>,
     pub certs: Option<std::sync::Arc<im_transport::tls::CertStore>>,
+    /// The server's use cases (weak: the server's shutdown waits for the
+    /// last handle); see [`TestServer::services`].
+    services: std::sync::Weak<im_service::Services>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -65,7 +70,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.database.path = dir.join("im.db");
     c.files.dir = dir.join("files");
     c.auth.jwt_secret = "e2e-test-secret".to_owned().into();
-    c.auth.allow_demo_tokens = true;
+    c.auth.allow_demo_tokens = Some(true);
     c
 }
 
@@ -82,6 +87,7 @@ impl TestServer {
         let app = App::build(config.clone()).await.unwrap();
         let addrs = app.local_addrs();
         let certs = app.tls_certs();
+        let services = std::sync::Arc::downgrade(&app.services());
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -91,10 +97,17 @@ impl TestServer {
             config,
             tls: None,
             certs,
+            services,
             stop: Some(tx),
             task: Some(task),
             _dir: dir,
         }
+    }
+
+    /// The running server's use cases, to drive periodic work (such as
+    /// file sweeps) deterministically. Drop the handle before `stop`.
+    pub fn services(&self) -> std::sync::Arc<im_service::Services> {
+        self.services.upgrade().expect("the server is running")
     }
 
     pub fn token(&self, user: &str) -> String {

@@ -370,7 +370,7 @@ async fn bad_query_tokens_are_refused_at_the_upgrade() {
 
 #[tokio::test]
 async fn demo_query_tokens_follow_the_auth_rule() {
-    let s = TestServer::start_with(|c| c.auth.allow_demo_tokens = false).await;
+    let s = TestServer::start_with(|c| c.auth.allow_demo_tokens = Some(false)).await;
     let r = Client::connect_ws_with(
         s.addrs.ws,
         "/ws?token=demo_token_dora",

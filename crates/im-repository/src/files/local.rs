@@ -10,6 +10,17 @@
 //! dropped uploads delete their temporary files at once; a crash leaves
 //! them behind for [`LocalFileStore::sweep_stale`].
 //!
+//! Pending files (anonymous uploads no message references yet) have a
+//! marker `pending/<file_id>` holding `<size> <created_at>`. It is made
+//! durable before the sidecar makes the file visible, so an anonymous file
+//! never exists without its marker; referencing the file deletes the
+//! marker (and fsyncs the directory), so the mark survives restarts.
+//! Expiring renames the marker to `pending/<file_id>.expiring` first (the
+//! rename decides a race with a reference), then deletes the sidecar, the
+//! body and that claim; [`FileStore::pending`] finishes claims a crash
+//! interrupted. The directory stays as small as the pending set, which the
+//! service caps, so listing it is cheap.
+//!
 //! Paths are only ever built from a [`FileId`] (32 lower-case hex digits),
 //! never from client input, so no path traversal is possible.
 
@@ -20,7 +31,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use im_core::ports::StoreResult;
-use im_core::{ByteStream, FileId, FileMeta, FileStore, FileWriter, StoreError};
+use im_core::{ByteStream, FileId, FileMeta, FileStore, FileWriter, PendingFile, StoreError};
 use tokio::fs::{self, File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 
@@ -29,6 +40,10 @@ const READ_CHUNK: u64 = 64 * 1024;
 /// Write buffer of an upload.
 const WRITE_BUFFER: usize = 256 * 1024;
 const PART_SUFFIX: &str = ".part";
+/// Directory of the pending markers, under the root.
+const PENDING_DIR: &str = "pending";
+/// Suffix of a pending marker claimed by an expiry.
+const EXPIRING_SUFFIX: &str = ".expiring";
 
 /// Uploaded files in a directory of the local file system.
 #[derive(Debug, Clone)]
@@ -57,6 +72,10 @@ impl LocalFileStore {
             .await
             .map_err(|e| io_error(&format!("writing in {}", root.display()), &e))?;
         let _ = fs::remove_file(&probe).await;
+        let pending = root.join(PENDING_DIR);
+        fs::create_dir_all(&pending)
+            .await
+            .map_err(|e| io_error(&format!("creating {}", pending.display()), &e))?;
         Ok(Self { root })
     }
 
@@ -75,6 +94,32 @@ impl LocalFileStore {
 
     fn meta_path(&self, id: &FileId) -> PathBuf {
         self.shard_dir(id).join(format!("{id}.json"))
+    }
+
+    fn pending_dir(&self) -> PathBuf {
+        self.root.join(PENDING_DIR)
+    }
+
+    /// Deletes the sidecar, the body and the claimed marker of an expiring
+    /// file (each may already be gone).
+    async fn finish_expiry(&self, id: &FileId) -> StoreResult<()> {
+        for path in [self.meta_path(id), self.body_path(id)] {
+            match fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("deleting an expired file", &e)),
+            }
+        }
+        // The sidecar is gone for good before the claim is.
+        sync_dir(&self.shard_dir(id))
+            .await
+            .map_err(|e| io_error("syncing a shard dir", &e))?;
+        let claim = self.pending_dir().join(format!("{id}{EXPIRING_SUFFIX}"));
+        match fs::remove_file(&claim).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("deleting a pending marker", &e)),
+        }
     }
 
     /// Deletes what crashed uploads left behind: temporary `.part` files
@@ -96,6 +141,12 @@ fn sweep(root: &Path, older_than: Duration) -> StoreResult<usize> {
     let mut removed = 0;
     let shards = std::fs::read_dir(root).map_err(|e| io_error("listing the files dir", &e))?;
     for shard in shards.flatten() {
+        if shard.file_name() == PENDING_DIR {
+            // Only temporary markers of interrupted commits; the markers
+            // themselves are named like bodies but are not orphans.
+            removed += remove_stale_parts(&shard.path(), cutoff);
+            continue;
+        }
         let is_shard = shard.file_name().len() == 2 && shard.path().is_dir();
         if !is_shard {
             continue;
@@ -119,6 +170,23 @@ fn sweep(root: &Path, older_than: Duration) -> StoreResult<usize> {
         }
     }
     Ok(removed)
+}
+
+/// Deletes the `.part` files in `dir` last modified before `cutoff`.
+fn remove_stale_parts(dir: &Path, cutoff: SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(PART_SUFFIX))
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t <= cutoff)
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 /// fsync of a directory, so that renames in it are durable.
@@ -153,6 +221,8 @@ impl FileStore for LocalFileStore {
             tmp_body,
             tmp_meta,
             file: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
+            pending_dir: self.pending_dir(),
+            marker: None,
             committed: false,
         }))
     }
@@ -215,6 +285,80 @@ impl FileStore for LocalFileStore {
             });
         Ok(Some(Box::pin(stream)))
     }
+
+    async fn mark_referenced(&self, id: &FileId) -> StoreResult<bool> {
+        let dir = self.pending_dir();
+        match fs::remove_file(dir.join(id.as_str())).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_error("deleting a pending marker", &e)),
+        }
+        sync_dir(&dir)
+            .await
+            .map_err(|e| io_error("syncing the pending dir", &e))?;
+        Ok(true)
+    }
+
+    async fn pending(&self) -> StoreResult<Vec<PendingFile>> {
+        let dir = self.pending_dir();
+        let (live, claimed) = tokio::task::spawn_blocking(move || list_pending(&dir))
+            .await
+            .map_err(|e| StoreError::Other(format!("listing pending files: {e}")))??;
+        for id in claimed {
+            self.finish_expiry(&id).await?;
+        }
+        Ok(live)
+    }
+
+    async fn expire(&self, id: &FileId) -> StoreResult<bool> {
+        let dir = self.pending_dir();
+        let claim = dir.join(format!("{id}{EXPIRING_SUFFIX}"));
+        match fs::rename(dir.join(id.as_str()), &claim).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_error("claiming a pending marker", &e)),
+        }
+        self.finish_expiry(id).await?;
+        Ok(true)
+    }
+}
+
+/// The markers in `dir`: live ones (parsed) and ids whose expiry was
+/// claimed but not finished. Unreadable or malformed markers are skipped
+/// (and logged): such a file is kept, never deleted on a guess.
+fn list_pending(dir: &Path) -> StoreResult<(Vec<PendingFile>, Vec<FileId>)> {
+    let mut live = Vec::new();
+    let mut claimed = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error("listing the pending dir", &e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(id) = name.strip_suffix(EXPIRING_SUFFIX).and_then(FileId::parse) {
+            claimed.push(id);
+            continue;
+        }
+        let Some(id) = FileId::parse(&name) else {
+            continue;
+        };
+        let parsed = std::fs::read_to_string(entry.path())
+            .ok()
+            .and_then(|text| parse_marker(&text));
+        match parsed {
+            Some((size, created_at)) => live.push(PendingFile {
+                file_id: id,
+                size,
+                created_at,
+            }),
+            None => tracing::warn!(file_id = %id, "unreadable pending marker; the file is kept"),
+        }
+    }
+    Ok((live, claimed))
+}
+
+/// `<size> <created_at>` of a pending marker.
+fn parse_marker(text: &str) -> Option<(u64, i64)> {
+    let (size, created) = text.trim().split_once(' ')?;
+    Some((size.parse().ok()?, created.parse().ok()?))
 }
 
 /// An upload into `<shard>/.<id>.part`.
@@ -226,6 +370,9 @@ struct LocalWriter {
     body: PathBuf,
     meta: PathBuf,
     file: Option<BufWriter<File>>,
+    pending_dir: PathBuf,
+    /// The pending marker written by this commit (anonymous uploads).
+    marker: Option<PathBuf>,
     committed: bool,
 }
 
@@ -251,6 +398,26 @@ impl LocalWriter {
         side.write_all(&json).await?;
         side.sync_all().await?;
         drop(side);
+        if meta.owner.is_empty() {
+            // Pending before visible: never an anonymous file without its marker.
+            let tmp = self.pending_dir.join(format!(".{}{PART_SUFFIX}", self.id));
+            let marker = self.pending_dir.join(self.id.as_str());
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .await?;
+            f.write_all(format!("{} {}", meta.size, meta.created_at).as_bytes())
+                .await?;
+            f.sync_all().await?;
+            drop(f);
+            self.marker = Some(marker.clone());
+            if let Err(e) = fs::rename(&tmp, &marker).await {
+                let _ = fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+            sync_dir(&self.pending_dir).await?;
+        }
         fs::rename(&self.tmp_body, &self.body).await?;
         // The sidecar last: it is what makes the file exist.
         fs::rename(&self.tmp_meta, &self.meta).await?;
@@ -264,6 +431,9 @@ impl LocalWriter {
         if !self.committed {
             // A body renamed into place whose sidecar never made it.
             let _ = std::fs::remove_file(&self.body);
+            if let Some(marker) = &self.marker {
+                let _ = std::fs::remove_file(marker);
+            }
         }
     }
 }
@@ -466,5 +636,101 @@ mod tests {
             files_under(dir.path()),
             vec![format!("{shard}/{id}"), format!("{shard}/{id}.json")]
         );
+    }
+
+    async fn commit_anonymous(store: &LocalFileStore, body: &[u8], at: i64) -> FileId {
+        let mut w = store.begin().await.unwrap();
+        let id = w.file_id().clone();
+        w.write(Bytes::copy_from_slice(body)).await.unwrap();
+        let mut meta = meta_for(&id, body.len() as u64);
+        meta.owner = String::new();
+        meta.created_at = at;
+        w.commit(meta).await.unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn anonymous_files_are_pending_until_referenced_or_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalFileStore::open(dir.path()).await.unwrap();
+        // Owned files are never pending.
+        let mut w = store.begin().await.unwrap();
+        let owned = w.file_id().clone();
+        w.write(Bytes::from_static(b"mine")).await.unwrap();
+        w.commit(meta_for(&owned, 4)).await.unwrap();
+        assert!(store.pending().await.unwrap().is_empty());
+        assert!(!store.mark_referenced(&owned).await.unwrap());
+        assert!(!store.expire(&owned).await.unwrap());
+        assert!(store.meta(&owned).await.unwrap().is_some());
+
+        let kept = commit_anonymous(&store, b"kept", 10).await;
+        let gone = commit_anonymous(&store, b"gone!", 20).await;
+        let mut pending = store.pending().await.unwrap();
+        pending.sort_by_key(|p| p.created_at);
+        assert_eq!(
+            pending,
+            vec![
+                PendingFile {
+                    file_id: kept.clone(),
+                    size: 4,
+                    created_at: 10
+                },
+                PendingFile {
+                    file_id: gone.clone(),
+                    size: 5,
+                    created_at: 20
+                },
+            ]
+        );
+        assert!(store.mark_referenced(&kept).await.unwrap());
+        assert!(!store.mark_referenced(&kept).await.unwrap(), "only once");
+        assert!(!store.expire(&kept).await.unwrap(), "referenced: kept");
+        assert!(store.expire(&gone).await.unwrap());
+        assert!(!store.expire(&gone).await.unwrap());
+        assert!(
+            !store.mark_referenced(&gone).await.unwrap(),
+            "expired first"
+        );
+        assert_eq!(store.meta(&gone).await.unwrap(), None);
+        assert!(store.read(&gone, 0, 0).await.unwrap().is_none());
+        assert_eq!(read_all(&store, &kept, 0, 3).await, b"kept");
+
+        // The mark is on disk: a reopened store agrees.
+        let store = LocalFileStore::open(dir.path()).await.unwrap();
+        assert!(store.pending().await.unwrap().is_empty());
+        let mut left: Vec<_> = files_under(dir.path());
+        left.sort();
+        let mut want = vec![
+            format!("{}/{owned}", owned.shard()),
+            format!("{}/{owned}.json", owned.shard()),
+            format!("{}/{kept}", kept.shard()),
+            format!("{}/{kept}.json", kept.shard()),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_expiry_is_finished_by_the_next_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalFileStore::open(dir.path()).await.unwrap();
+        let id = commit_anonymous(&store, b"abc", 1).await;
+        // A crash right after the claim.
+        let pending = dir.path().join(PENDING_DIR);
+        std::fs::rename(
+            pending.join(id.as_str()),
+            pending.join(format!("{id}{EXPIRING_SUFFIX}")),
+        )
+        .unwrap();
+        assert!(store.pending().await.unwrap().is_empty());
+        assert_eq!(store.meta(&id).await.unwrap(), None);
+        assert!(files_under(dir.path()).is_empty());
+        // A stale temporary marker goes with the startup sweep, the live
+        // markers stay.
+        let live = commit_anonymous(&store, b"x", 2).await;
+        std::fs::write(pending.join(".zz.part"), b"1 2").unwrap();
+        assert_eq!(store.sweep_stale(Duration::ZERO).await.unwrap(), 1);
+        assert_eq!(store.pending().await.unwrap().len(), 1);
+        assert!(store.meta(&live).await.unwrap().is_some());
     }
 }

@@ -14,14 +14,16 @@
 //! `Content-Disposition: attachment` for everything but images, audio and
 //! video, so an uploaded HTML or SVG page never runs on our origin.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
     ETAG, HeaderMap, HeaderName, HeaderValue, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+    RETRY_AFTER,
 };
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -49,6 +51,43 @@ impl From<FileError> for ApiError {
         let status =
             StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ApiError::new(status, e.reason(), e.public_message())
+    }
+}
+
+/// An upload's error reply: the envelope, plus `Retry-After` when a
+/// per-address limit refused it.
+#[derive(Debug)]
+struct UploadError {
+    error: ApiError,
+    retry_after_secs: Option<u64>,
+}
+
+impl From<ApiError> for UploadError {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            retry_after_secs: None,
+        }
+    }
+}
+
+impl From<FileError> for UploadError {
+    fn from(e: FileError) -> Self {
+        Self {
+            retry_after_secs: e.retry_after_secs(),
+            error: e.into(),
+        }
+    }
+}
+
+impl IntoResponse for UploadError {
+    fn into_response(self) -> Response {
+        let mut r = self.error.into_response();
+        if let Some(secs) = self.retry_after_secs {
+            r.headers_mut()
+                .insert(RETRY_AFTER, header(&secs.max(1).to_string()));
+        }
+        r
     }
 }
 
@@ -124,17 +163,32 @@ fn announced_length(headers: &HeaderMap) -> Option<u64> {
 /// `multipart/form-data` form whose `file` field is the file; a multipart
 /// upload is answered with the envelope whose `data` is the URL. The type
 /// is sniffed from the bytes; the size limit is `files.max_upload_bytes`.
-/// Needs a Bearer token unless `files.anonymous_upload` is on.
+/// Without a Bearer token (what the SDK sends) it needs
+/// `files.anonymous_upload` (on by default) and stays within the anonymous
+/// limits: uploads per minute and bytes per window of the client address
+/// (429 `upload_rate_limited` / `upload_quota_exceeded`, with
+/// `Retry-After`) and the bytes all unreferenced anonymous files may hold
+/// (507 `insufficient_storage`); it is deleted after `files.anonymous_ttl`
+/// unless a stored message names its URL or id by then.
 #[utoipa::path(post, path = "/upload", tag = "files",
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 200, description = "stored (raw upload: a bare object, no envelope)", body = Uploaded)))]
+    responses(
+        (status = 200, description = "stored (raw upload: a bare object, no envelope)", body = Uploaded),
+        (status = 401, description = "no valid token and anonymous uploads are off"),
+        (status = 413, description = "larger than files.max_upload_bytes (or than the anonymous allowance of a window)"),
+        (status = 429, description = "anonymous upload over its address's rate or byte quota (Retry-After)"),
+        (status = 507, description = "unreferenced anonymous files hold files.anonymous_max_pending_bytes")))]
 async fn upload(
     State(t): State<Arc<Transport>>,
     auth: Option<AuthUser>,
     req: Request,
-) -> Result<Response, ApiError> {
+) -> Result<Response, UploadError> {
     let files = &t.services.files;
     let owner = auth.as_ref().map(|a| &a.0.user);
+    let from = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
     // Refuse anonymous callers before reading anything.
     if owner.is_none() && !files.config().anonymous_upload {
         return Err(FileError::AuthRequired.into());
@@ -163,14 +217,16 @@ async fn upload(
         loop {
             let field = match form.next_field().await {
                 Ok(Some(f)) => f,
-                Ok(None) => return Err(ApiError::bad_request("multipart field `file` missing")),
-                Err(e) => return Err(multipart_error(&e, files.config().max_upload_bytes)),
+                Ok(None) => {
+                    return Err(ApiError::bad_request("multipart field `file` missing").into());
+                }
+                Err(e) => return Err(multipart_error(&e, files.config().max_upload_bytes).into()),
             };
             if field.name() != Some("file") {
                 continue;
             }
             let name = field.file_name().map(str::to_owned);
-            let mut up = files.begin(owner, name.as_deref()).await?;
+            let mut up = files.begin(owner, from, name.as_deref()).await?;
             let mut field = field;
             loop {
                 match field.chunk().await {
@@ -178,24 +234,28 @@ async fn upload(
                     Ok(None) => break,
                     Err(e) => {
                         up.abort().await;
-                        return Err(multipart_error(&e, files.config().max_upload_bytes));
+                        return Err(multipart_error(&e, files.config().max_upload_bytes).into());
                     }
                 }
             }
             break up.finish().await?;
         }
     } else {
-        if let Some(len) = announced_length(req.headers()) {
+        let announced = announced_length(req.headers());
+        if let Some(len) = announced {
             files.check_length(len)?;
         }
-        let mut up = files.begin(owner, None).await?;
+        let mut up = files.begin(owner, from, None).await?;
+        if let Some(len) = announced {
+            up.expect(len).await?;
+        }
         let mut body = req.into_body().into_data_stream();
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(chunk) => push(&mut up, chunk).await?,
                 Err(_) => {
                     up.abort().await;
-                    return Err(unreadable_body());
+                    return Err(unreadable_body().into());
                 }
             }
         }
@@ -227,12 +287,12 @@ async fn upload(
         .into_response())
 }
 
-async fn push(up: &mut Upload, chunk: Bytes) -> Result<(), ApiError> {
+async fn push(up: &mut Upload, chunk: Bytes) -> Result<(), UploadError> {
     if chunk.is_empty() {
         return Ok(());
     }
     // On error the upload has already discarded itself.
-    up.push(chunk).await.map_err(ApiError::from)
+    up.push(chunk).await.map_err(UploadError::from)
 }
 
 fn multipart_error(e: &axum::extract::multipart::MultipartError, max: u64) -> ApiError {
