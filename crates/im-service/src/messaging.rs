@@ -73,7 +73,7 @@ pub struct MessagingService {
     presence: Arc<PresenceService>,
     pub(crate) blocks: Arc<BlockCache>,
     social: SocialService,
-    file_refs: crate::files::FileRefs,
+    pub(crate) file_refs: crate::files::FileRefs,
 }
 
 impl std::fmt::Debug for MessagingService {

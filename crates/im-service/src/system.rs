@@ -158,6 +158,8 @@ impl MessagingService {
         }
         let mut out = Vec::with_capacity(pending.len());
         let mut failure = None;
+        // Files the notice names are referenced once one copy is stored.
+        let mut noted = false;
         for (u, p) in pending {
             let r = p.wait().await;
             let outcome = match &r {
@@ -170,6 +172,10 @@ impl MessagingService {
             match r {
                 Ok(a) => {
                     let m = a.message;
+                    if !noted {
+                        self.file_refs.note(&m.content);
+                        noted = true;
+                    }
                     out.push(NoticeSent {
                         user_id: u.as_str().to_owned(),
                         conversation_id: m.conversation_id.clone(),

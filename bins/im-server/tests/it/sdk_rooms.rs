@@ -36,11 +36,11 @@ async fn call(
     (st, v)
 }
 
-async fn notice(s: &TestServer, body: Value) -> (u16, Value) {
+pub(crate) async fn notice(s: &TestServer, body: Value) -> (u16, Value) {
     call(s, "POST", "/api/system/notice", Some(BACKEND_TOKEN), body).await
 }
 
-fn with_backend(c: &mut im_server::config::Config) {
+pub(crate) fn with_backend(c: &mut im_server::config::Config) {
     c.backend.token = Some(BACKEND_TOKEN.to_owned().into());
 }
 

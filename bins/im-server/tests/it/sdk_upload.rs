@@ -331,3 +331,33 @@ async fn the_pending_cap_refuses_with_507_until_a_file_is_referenced() {
     assert_eq!((usage.files, usage.bytes), (3, 8 * 1024 + 16 * 1024));
     s.stop().await;
 }
+
+/// A system notice from the app backend that names an anonymous upload
+/// references it like a user's message does (the backend may upload
+/// without a token, as the SDK does).
+#[tokio::test]
+async fn a_system_notice_naming_a_file_references_it() {
+    let s = TestServer::start_with(|c| {
+        crate::sdk_rooms::with_backend(c);
+        c.files.anonymous_ttl = std::time::Duration::ZERO;
+    })
+    .await;
+    let (url, named) = uploaded(&s, local(1), &body_of(1_000, 7)).await;
+    let (_, other) = uploaded(&s, local(1), &body_of(1_000, 8)).await;
+    let (st, v) = crate::sdk_rooms::notice(
+        &s,
+        serde_json::json!({
+            "userIds": ["alice", "bob"],
+            "messageType": 2,
+            "content": format!("{{\"url\":\"{url}\"}}"),
+        }),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    s.services().files.references_settled().await;
+    let report = s.services().files.sweep_anonymous().await.unwrap();
+    assert_eq!((report.expired, report.pending), (1, 0));
+    assert_eq!(get(&s, &named).await.status, 200, "named in the notice");
+    assert_eq!(get(&s, &other).await.status, 404, "unreferenced expired");
+    s.stop().await;
+}
