@@ -21,3 +21,5 @@ mod invariants;
 mod props;
 #[cfg(test)]
 mod robustness;
+#[cfg(test)]
+mod sizes;
