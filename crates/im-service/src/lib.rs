@@ -28,6 +28,7 @@ mod recall;
 pub mod receipts;
 pub mod session;
 pub mod social;
+pub mod sync;
 mod unconfigured;
 pub mod writer;
 
