@@ -24,6 +24,7 @@ mod lifecycle;
 mod logs;
 mod messaging;
 mod overload;
+mod sdk_sync;
 mod tls;
 
 use std::time::Duration;
