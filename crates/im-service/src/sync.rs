@@ -568,6 +568,11 @@ impl MessagingService {
                     }
                 }
                 if stopped {
+                    // What was taken counts against the cap: send it.
+                    if !frame.is_empty() {
+                        let pending = std::mem::take(&mut frame);
+                        self.send_frame(streams, tx, cancel, pending).await;
+                    }
                     break 'conv;
                 }
                 // Queue what is pending before the gate opens for this

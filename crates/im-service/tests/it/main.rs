@@ -13,6 +13,7 @@ mod lifecycle;
 mod messaging;
 mod presence;
 mod social;
+mod sync;
 mod writer;
 
 use std::sync::Arc;
