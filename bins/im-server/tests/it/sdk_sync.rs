@@ -380,6 +380,7 @@ async fn sync_frames_stay_under_one_mebibyte_with_long_ids_and_many_conversation
     let mut dev = connect(&s, &me, &token).await;
     let mut sdk = SdkState::default();
     let mut rounds = 0;
+    let mut largest = 0usize;
     loop {
         rounds += 1;
         assert!(rounds < 50, "sync does not converge");
@@ -387,6 +388,24 @@ async fn sync_frames_stay_under_one_mebibyte_with_long_ids_and_many_conversation
         if convs.is_empty() {
             break;
         }
+        // The body the server sent (re-encoding what was decoded gives the
+        // same bytes): the client already refused anything over 1 MiB; the
+        // budget is used nearly to the end.
+        let total = convs.iter().map(|c| c.messages.len()).sum::<usize>();
+        let mut body = bytes::BytesMut::new();
+        im_protocol::encode_reply(
+            im_core::Generation::V2,
+            &Reply::BatchSync {
+                code: ErrorCode::Success,
+                msg: String::new(),
+                conversations: convs.clone(),
+                server_time: 1,
+                total: i32::try_from(total).unwrap(),
+            },
+            &me,
+            &mut body,
+        );
+        largest = largest.max(body.len());
         sdk.apply_reply(&convs);
         // The big conversation's messages the reply could not carry are
         // streamed after it (the others are `me`'s own: by cursor).
@@ -397,6 +416,11 @@ async fn sync_frames_stay_under_one_mebibyte_with_long_ids_and_many_conversation
         rounds > 2,
         "3000 conversations cannot fit one reply ({rounds} rounds)"
     );
+    assert!(
+        largest + 16 <= SDK_MAX_BODY && largest > SDK_MAX_BODY - 4096,
+        "largest BATCH_SYNC body {largest}"
+    );
+    eprintln!("largest BATCH_SYNC body: {largest} bytes in {rounds} rounds");
     assert_eq!(sdk.stored.len(), conversations);
     assert_eq!(
         sdk.stored[&big_conv].keys().copied().collect::<Vec<_>>(),
