@@ -249,7 +249,8 @@ pub struct Syncer<'a> {
 impl MessagingService {
     /// MSG_ACK: records the delivered seq for (user, platform) and, with a
     /// `device` key (v2 sessions whose token has a `jti`), the message
-    /// itself, so that device's next BATCH_SYNC leaves it out. No reply.
+    /// itself if someone else sent it, so that device's next BATCH_SYNC
+    /// leaves it out. No reply.
     pub async fn ack(
         &self,
         user: &UserId,
@@ -262,7 +263,10 @@ impl MessagingService {
                 self.store
                     .record_delivered(user, platform, &m.conversation_id, m.seq)
                     .await?;
-                if let Some(device) = device {
+                // Own messages are never left out: the SDK keeps its own
+                // sends, and one pushed from another device (and acked) is
+                // better replaced by the synced copy, which says "sent".
+                if let Some(device) = device.filter(|_| m.sender_id != user.as_str()) {
                     self.store
                         .record_acked(user, device, &m.conversation_id, m.seq)
                         .await?;
