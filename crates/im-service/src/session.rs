@@ -227,7 +227,7 @@ impl SessionCtx {
 
     /// The synchronous part of closing; returns the presence session to end.
     fn leave(&mut self, services: &Services) -> Option<(im_core::UserId, String)> {
-        self.streams.cancel();
+        self.streams.stop();
         self.followup = None;
         services.presence().unwatch_all(self.id);
         let id = self.identity.take()?;
@@ -490,7 +490,7 @@ impl SessionCtx {
         };
         self.platform = platform.clone();
         self.token_id = identity.token_id.as_deref().map(Arc::from);
-        self.streams.cancel();
+        self.streams.stop();
         self.ack_device = match self.generation {
             Generation::V2 => crate::sync::ack_device(&platform, identity.token_id.as_deref()),
             Generation::V1 => None,

@@ -109,7 +109,15 @@ impl BatchFrame {
 #[derive(Debug, Default)]
 pub struct SyncGate {
     active: AtomicBool,
-    state: Mutex<HashMap<String, GateEntry>>,
+    state: Mutex<GateState>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// Which sync the entries belong to: a stream of an earlier one (still
+    /// winding down) must not open the gate of a later one.
+    epoch: u64,
+    entries: HashMap<String, GateEntry>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +133,7 @@ impl SyncGate {
             return true;
         }
         let mut st = self.state.lock();
-        match st.get_mut(&m.conversation_id) {
+        match st.entries.get_mut(&m.conversation_id) {
             None => true,
             Some(GateEntry::CatchingUp { held }) => {
                 *held = (*held).max(m.seq);
@@ -135,31 +143,41 @@ impl SyncGate {
         }
     }
 
-    /// Starts catching up on `conversations` (forgetting earlier state).
-    fn begin<'a>(&self, conversations: impl Iterator<Item = &'a str>) {
+    /// Starts catching up on `conversations` (forgetting earlier state);
+    /// returns the epoch the stream of this sync passes to `finish`/`release`.
+    fn begin<'a>(&self, conversations: impl Iterator<Item = &'a str>) -> u64 {
         let mut st = self.state.lock();
-        st.clear();
+        st.epoch += 1;
+        st.entries.clear();
         for c in conversations {
-            st.insert(c.to_owned(), GateEntry::CatchingUp { held: 0 });
+            st.entries
+                .insert(c.to_owned(), GateEntry::CatchingUp { held: 0 });
         }
-        self.active.store(!st.is_empty(), Ordering::Release);
+        self.active.store(!st.entries.is_empty(), Ordering::Release);
+        st.epoch
     }
 
     /// Holds nothing back any more.
-    fn reset(&self) {
-        self.state.lock().clear();
+    pub(crate) fn reset(&self) {
+        let mut st = self.state.lock();
+        st.epoch += 1;
+        st.entries.clear();
         self.active.store(false, Ordering::Release);
     }
 
     /// Ends catching up on `conversation` after everything up to `sent` was
     /// queued; `Some(held)` if a push above `sent` was held back meanwhile
     /// (stream up to it, then call again).
-    fn finish(&self, conversation: &str, sent: i64) -> Option<i64> {
+    fn finish(&self, epoch: u64, conversation: &str, sent: i64) -> Option<i64> {
         let mut st = self.state.lock();
-        match st.get(conversation) {
+        if st.epoch != epoch {
+            return None;
+        }
+        match st.entries.get(conversation) {
             Some(GateEntry::CatchingUp { held }) if *held > sent => Some(*held),
             Some(GateEntry::CatchingUp { .. }) => {
-                st.insert(conversation.to_owned(), GateEntry::Done { upto: sent });
+                st.entries
+                    .insert(conversation.to_owned(), GateEntry::Done { upto: sent });
                 None
             }
             _ => None,
@@ -169,10 +187,14 @@ impl SyncGate {
     /// Gives up on `conversation` (stream cap, error, session gone): pushes
     /// above `sent` pass from now on; held ones above it are left to the
     /// client's gap fill or next sync.
-    fn release(&self, conversation: &str, sent: i64) {
+    fn release(&self, epoch: u64, conversation: &str, sent: i64) {
         let mut st = self.state.lock();
-        if let Some(GateEntry::CatchingUp { .. }) = st.get(conversation) {
-            st.insert(conversation.to_owned(), GateEntry::Done { upto: sent });
+        if st.epoch != epoch {
+            return;
+        }
+        if let Some(GateEntry::CatchingUp { .. }) = st.entries.get(conversation) {
+            st.entries
+                .insert(conversation.to_owned(), GateEntry::Done { upto: sent });
         }
     }
 }
@@ -203,6 +225,12 @@ impl SyncStreams {
         }
     }
 
+    /// Stops the running stream and lets every push through again.
+    pub(crate) fn stop(&self) {
+        self.cancel();
+        self.gate.reset();
+    }
+
     pub(crate) fn set_current(&self, token: CancellationToken) {
         *self.current.lock() = Some(token);
     }
@@ -228,6 +256,8 @@ pub struct Backlog {
     user: UserId,
     device: Option<String>,
     items: Vec<Pending>,
+    /// The gate epoch of this sync (0: no gate).
+    epoch: u64,
 }
 
 impl Backlog {
@@ -296,6 +326,7 @@ impl MessagingService {
             user: user.clone(),
             device: who.device.map(str::to_owned),
             items: Vec::new(),
+            epoch: 0,
         };
         let limit = self.clamp_count(per_conv);
         let now = self.clock.now_ms();
@@ -331,7 +362,7 @@ impl MessagingService {
             })
             .collect();
         if let Some(g) = gate {
-            g.begin(behind.iter().map(|p| p.conversation_id.as_str()));
+            backlog.epoch = g.begin(behind.iter().map(|p| p.conversation_id.as_str()));
         }
         let base = reply_len(
             Generation::V2,
@@ -591,20 +622,20 @@ impl MessagingService {
                     }
                     frame_len = 0;
                 }
-                match gate.finish(&p.conversation_id, pos) {
+                match gate.finish(backlog.epoch, &p.conversation_id, pos) {
                     Some(held) => head = held,
                     None => break 'conv,
                 }
             }
             if stopped {
-                gate.release(&p.conversation_id, pos);
+                gate.release(backlog.epoch, &p.conversation_id, pos);
             }
         }
         if stopped {
             metrics::counter!(crate::metrics::SYNC_STREAMS_CUT).increment(1);
             // Give every conversation not finished back to live pushes.
             for p in &backlog.items {
-                gate.release(&p.conversation_id, p.from);
+                gate.release(backlog.epoch, &p.conversation_id, p.from);
             }
         }
     }
@@ -827,5 +858,75 @@ fn sync_error(e: &StoreError, now: i64) -> Reply {
         conversations: Vec::new(),
         server_time: now,
         total: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use im_core::ConversationType;
+
+    fn msg(conv: &str, seq: i64) -> StoredMessage {
+        StoredMessage {
+            server_msg_id: format!("s{seq}"),
+            client_msg_id: format!("c{seq}"),
+            conversation_id: conv.into(),
+            conversation_type: ConversationType::Single,
+            sender_id: "a".into(),
+            receiver_id: "b".into(),
+            group_id: String::new(),
+            message_type: 1,
+            content: bytes::Bytes::new(),
+            send_time: 0,
+            server_time: 0,
+            seq,
+            extra: String::new(),
+            revoked: None,
+        }
+    }
+
+    #[test]
+    fn the_gate_holds_pushes_until_the_stream_passed_them() {
+        let g = SyncGate::default();
+        assert!(
+            g.admit(&msg("c1", 5)),
+            "inactive gate lets everything through"
+        );
+        let epoch = g.begin(["c1", "c2"].into_iter());
+        assert!(!g.admit(&msg("c1", 7)));
+        assert!(!g.admit(&msg("c1", 6)));
+        assert!(g.admit(&msg("c3", 1)), "other conversations pass");
+        // The stream reached 5 only: it must go on to the held 7.
+        assert_eq!(g.finish(epoch, "c1", 5), Some(7));
+        assert_eq!(g.finish(epoch, "c1", 7), None);
+        assert!(!g.admit(&msg("c1", 7)), "streamed: not pushed again");
+        assert!(g.admit(&msg("c1", 8)));
+        // A stream of an earlier sync cannot open the gate of a later one.
+        let later = g.begin(["c2"].into_iter());
+        g.release(epoch, "c2", 0);
+        assert_eq!(g.finish(epoch, "c2", 100), None);
+        assert!(!g.admit(&msg("c2", 3)));
+        g.release(later, "c2", 2);
+        assert!(!g.admit(&msg("c2", 2)));
+        assert!(g.admit(&msg("c2", 3)));
+        g.reset();
+        assert!(g.admit(&msg("c2", 1)));
+    }
+
+    #[test]
+    fn ack_keys_need_a_token_id_and_differ_per_login_and_platform() {
+        assert_eq!(ack_device("iOS", None), None);
+        let a = ack_device("iOS", Some("j1")).unwrap();
+        assert_eq!(a.len(), 33);
+        assert_eq!(Some(a.clone()), ack_device("iOS", Some("j1")));
+        assert_ne!(Some(a.clone()), ack_device("iOS", Some("j2")));
+        assert_ne!(Some(a), ack_device("Android", Some("j1")));
+    }
+
+    #[test]
+    fn the_frame_budget_never_exceeds_the_sdk_limit() {
+        assert_eq!(frame_budget(768 * 1024), 768 * 1024 - FRAME_OVERHEAD_MAX);
+        assert_eq!(frame_budget(4 << 20), SDK_MAX_PACKET - FRAME_OVERHEAD_MAX);
+        assert_eq!(frame_budget(3), 0);
     }
 }
