@@ -96,6 +96,17 @@ impl std::fmt::Debug for App {
     }
 }
 
+/// The app backend's token check (off without `backend.token`).
+pub fn backend_auth(c: &Config) -> im_service::BackendAuth {
+    use secrecy::ExposeSecret;
+    c.backend
+        .token
+        .as_ref()
+        .map_or_else(im_service::BackendAuth::disabled, |t| {
+            im_service::BackendAuth::new(t.expose_secret())
+        })
+}
+
 /// The service-layer settings taken from the config.
 pub fn service_config(c: &Config) -> ServiceConfig {
     ServiceConfig {
@@ -107,6 +118,7 @@ pub fn service_config(c: &Config) -> ServiceConfig {
             KickPolicy::Single => im_service::KickPolicy::Single,
             KickPolicy::Multi => im_service::KickPolicy::Multi,
         },
+        no_own_echo_platforms: c.session.no_own_echo_platforms.clone(),
         sync_default_per_conversation: c.message.sync_default_per_conversation,
         sync_max_per_conversation: c.message.sync_max_per_conversation,
         sync_max_reply_bytes: c.message.sync_max_reply_bytes,
@@ -123,6 +135,14 @@ pub fn service_config(c: &Config) -> ServiceConfig {
         recall_window: c.message.recall_window,
         max_group_members: c.group.max_members,
         max_presence_subscriptions: c.group.max_presence_subscriptions,
+        chat_rooms: im_service::ChatRoomConfig {
+            max_members: c.chatroom.max_members,
+            max_rooms_per_user: c.chatroom.max_rooms_per_user,
+            history_messages: c.chatroom.history_messages,
+            join_on_send: c.chatroom.join_on_send,
+            self_join: c.chatroom.self_join,
+            max_messages_per_second: c.chatroom.max_messages_per_second,
+        },
         // The group membership cache keeps its service defaults.
         ..ServiceConfig::default()
     }
@@ -141,6 +161,7 @@ pub fn transport_config(c: &Config) -> TransportConfig {
             WsGeneration::V1 => Generation::V1,
             WsGeneration::V2 => Generation::V2,
         },
+        ws_detect_hold: c.server.ws_detect_hold,
         ..TransportConfig::default()
     }
 }
@@ -305,7 +326,8 @@ impl App {
                 account_config(&config),
                 files,
             )
-            .with_limits(Limits::new(limits_config(&config))),
+            .with_limits(Limits::new(limits_config(&config)))
+            .with_backend(backend_auth(&config)),
         );
         let svc = Arc::clone(&services);
         let mut transport_cfg = transport_config(&config);

@@ -126,6 +126,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub demo: DemoConfig,
     pub tls: TlsConfig,
+    pub backend: BackendConfig,
+    pub chatroom: ChatRoomConfig,
     /// The reference server's `connection` section. Accepted so its config
     /// file loads; it has no effect (the reference server never read it
     /// either). See [`ServerConfig`] and [`SessionConfig`] for our knobs.
@@ -168,8 +170,13 @@ pub struct ServerConfig {
     pub ws_port: u16,
     /// TCP (v2 packet) port (0 = ephemeral).
     pub tcp_port: u16,
-    /// Generation served on the plain `/ws` path.
+    /// Generation of the plain `/ws` path until a connection's requests
+    /// reveal its own (and for pushes once `ws_detect_hold` has passed).
     pub ws_default_generation: WsGeneration,
+    /// How long after a plain-`/ws` connection opens its pushes wait for it
+    /// to reveal its generation (0: no waiting).
+    #[serde(deserialize_with = "duration::human")]
+    pub ws_detect_hold: Duration,
     /// Cap on concurrent socket connections (WS + TCP); more are refused.
     pub max_connections: usize,
     /// A socket that has not authenticated within this time is closed.
@@ -196,6 +203,7 @@ impl Default for ServerConfig {
             ws_port: 8081,
             tcp_port: 8082,
             ws_default_generation: WsGeneration::V1,
+            ws_detect_hold: Duration::from_secs(3),
             max_connections: 10_000,
             auth_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
@@ -539,7 +547,8 @@ pub struct WriterConfig {
     pub queue_capacity: usize,
     /// Parallel writer workers (conversations are sharded over them).
     pub workers: usize,
-    /// How long a send waits for room in a full queue before ERR_SEND_TOO_FAST.
+    /// How long a send waits for room in a full queue; then it gets no reply
+    /// and the client resends it.
     #[serde(deserialize_with = "duration::human")]
     pub enqueue_timeout: Duration,
 }
@@ -624,6 +633,11 @@ pub enum KickPolicy {
 #[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
     pub kick_policy: KickPolicy,
+    /// Platforms (the `platform` of AUTH_REQ, compared case-insensitively)
+    /// whose sessions are not sent PUSH_MSG of their user's own messages
+    /// sent from another session; they learn them by sync. Default `iOS`:
+    /// the SwiftIM SDK shows pushed messages as incoming and unread.
+    pub no_own_echo_platforms: Vec<String>,
     /// Frames queued for one session; when full the session is closed and
     /// the client re-syncs.
     pub outbound_queue: usize,
@@ -635,6 +649,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             kick_policy: KickPolicy::PerPlatform,
+            no_own_echo_platforms: vec![im_service::config::SWIFTIM_PLATFORM.to_owned()],
             outbound_queue: 1024,
             max_frame_bytes: 1024 * 1024,
         }
@@ -706,8 +721,9 @@ impl ClusterConfig {
 
 /// Rate limits (`rate_limit.*`), token buckets counted by each node.
 /// Per user: sustained `requests_per_second`, bursts up to `burst`, over
-/// every authenticated request of a session except ACKs and typing
-/// (ERR_SEND_TOO_FAST) and every authenticated HTTP call (429). Per client
+/// every authenticated request of a session except ACKs and typing (no
+/// reply to sends and v2 sync requests, ERR_SEND_TOO_FAST to the others)
+/// and every authenticated HTTP call (429). Per client
 /// address: `ip_requests_per_second` / `ip_burst` over new WebSocket/TCP
 /// connections (dropped) and register/login/refresh calls (429).
 #[derive(Debug, Clone, Deserialize)]
@@ -799,6 +815,49 @@ pub struct DemoConfig {
 impl Default for DemoConfig {
     fn default() -> Self {
         Self { enabled: true }
+    }
+}
+
+/// The app backend's API (`backend.*`): calls only the app's own server
+/// makes (system notices), authorised by a shared token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendConfig {
+    /// `Authorization: Bearer <token>` of backend calls. Unset: the backend
+    /// API is off (404). Never logged.
+    #[serde(deserialize_with = "lenient::opt_secret")]
+    pub token: Option<SecretString>,
+}
+
+/// Chat rooms (`chatroom.*`): `chatroom_<id>` conversations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatRoomConfig {
+    /// Most members of one room (members without a session go first when full).
+    pub max_members: usize,
+    /// Most rooms one user is in at once.
+    pub max_rooms_per_user: usize,
+    /// Newest messages of a room that stay readable (0 = none).
+    pub history_messages: u32,
+    /// A send into a room joins the sender (the SDK has no join call).
+    pub join_on_send: bool,
+    /// Users may join rooms themselves; off: only the app backend adds them.
+    pub self_join: bool,
+    /// Messages per second per room, burst as many (0 = unlimited).
+    pub max_messages_per_second: u32,
+}
+
+impl Default for ChatRoomConfig {
+    fn default() -> Self {
+        let d = im_service::ChatRoomConfig::default();
+        Self {
+            max_members: d.max_members,
+            max_rooms_per_user: d.max_rooms_per_user,
+            history_messages: d.history_messages,
+            join_on_send: d.join_on_send,
+            self_join: d.self_join,
+            max_messages_per_second: d.max_messages_per_second,
+        }
     }
 }
 
@@ -1041,6 +1100,15 @@ impl Config {
         v.positive("server.auth_timeout", s.auth_timeout);
         v.positive("server.idle_timeout", s.idle_timeout);
         v.positive("server.ping_interval", s.ping_interval);
+        if s.ws_detect_hold > Duration::from_secs(60) {
+            v.issue(
+                "server.ws_detect_hold",
+                format!(
+                    "must be at most 60s (pushes wait that long), got {}",
+                    fmt_duration(s.ws_detect_hold)
+                ),
+            );
+        }
         if !s.ping_interval.is_zero() && s.ping_interval >= s.idle_timeout {
             v.issue(
                 "server.ping_interval",
@@ -1297,6 +1365,14 @@ impl Config {
             100_000,
         );
         let s = &self.session;
+        for p in &s.no_own_echo_platforms {
+            if p.is_empty() || p.len() > 64 || p.chars().any(char::is_control) {
+                v.issue(
+                    "session.no_own_echo_platforms",
+                    format!("entries must be 1..=64 printable characters, got {p:?}"),
+                );
+            }
+        }
         v.range("session.outbound_queue", s.outbound_queue, 1, 1_000_000);
         v.range(
             "session.max_frame_bytes",
@@ -1362,6 +1438,39 @@ impl Config {
         }
         self.validate_metrics(v);
         self.validate_tls(v);
+        self.validate_backend_chatroom(v);
+    }
+
+    fn validate_backend_chatroom(&self, v: &mut Validator) {
+        if let Some(t) = &self.backend.token {
+            let t = t.expose_secret();
+            if t.len() < 16 || t.len() > 1024 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                v.issue(
+                    "backend.token",
+                    "must be 16-1024 printable ASCII characters without spaces".to_owned(),
+                );
+            } else if t == self.auth.jwt_secret.expose_secret() {
+                v.issue(
+                    "backend.token",
+                    "must differ from auth.jwt_secret".to_owned(),
+                );
+            }
+        }
+        let c = &self.chatroom;
+        v.range("chatroom.max_members", c.max_members, 1, 1_000_000);
+        v.range(
+            "chatroom.max_rooms_per_user",
+            c.max_rooms_per_user,
+            1,
+            10_000,
+        );
+        v.range("chatroom.history_messages", c.history_messages, 0, 100_000);
+        v.range(
+            "chatroom.max_messages_per_second",
+            c.max_messages_per_second,
+            0,
+            1_000_000,
+        );
     }
 
     fn validate_tls(&self, v: &mut Validator) {

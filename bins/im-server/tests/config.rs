@@ -98,6 +98,7 @@ fn defaults_load_without_file() {
         );
         assert_eq!(c.server.http_addr().to_string(), "0.0.0.0:8080");
         assert_eq!(c.server.ws_default_generation, WsGeneration::V1);
+        assert_eq!(c.server.ws_detect_hold, Duration::from_secs(3));
         assert_eq!(c.server.auth_timeout, Duration::from_secs(10));
         assert_eq!(c.server.idle_timeout, Duration::from_secs(90));
         assert_eq!(c.server.ping_interval, Duration::from_secs(30));
@@ -116,6 +117,7 @@ fn defaults_load_without_file() {
         assert_eq!(c.message.writer.linger, Duration::from_millis(2));
         assert_eq!(c.message.writer.queue_capacity, 8192);
         assert_eq!(c.session.kick_policy, KickPolicy::PerPlatform);
+        assert_eq!(c.session.no_own_echo_platforms, vec!["iOS".to_owned()]);
         assert_eq!(c.session.outbound_queue, 1024);
         assert_eq!(c.session.max_frame_bytes, 1 << 20);
         assert_eq!(c.logger.format, LogFormat::Console);
@@ -140,6 +142,7 @@ server:
   host: 127.0.0.1
   http_port: 0
   ws_default_generation: v2
+  ws_detect_hold: 500ms
   idle_timeout: 2m
 database:
   type: mysql
@@ -166,6 +169,7 @@ cluster:
         assert_eq!(c.server.http_addr().to_string(), "127.0.0.1:0");
         assert_eq!(c.server.ws_port, 8081, "untouched keys keep defaults");
         assert_eq!(c.server.ws_default_generation, WsGeneration::V2);
+        assert_eq!(c.server.ws_detect_hold, Duration::from_millis(500));
         assert_eq!(c.server.idle_timeout, Duration::from_secs(120));
         assert_eq!(c.database.kind, DatabaseKind::Mysql);
         assert_eq!(c.database.conn_max_lifetime, Duration::from_secs(3600));
@@ -331,6 +335,7 @@ message:
 server:
   ws_port: 8080
   ping_interval: 2m
+  ws_detect_hold: 2m
   max_connections: 0
 database:
   max_open_conns: 4
@@ -348,13 +353,14 @@ logger:
             "server.ws_port: port 8080 is already used by server.http_port",
             "server.ping_interval: must be shorter than server.idle_timeout (1m 30s), got 2m",
             "server.max_connections: must be 1..=10000000, got 0",
+            "server.ws_detect_hold: must be at most 60s (pushes wait that long), got 2m",
             "database.max_idle_conns: must not exceed database.max_open_conns (4), got 8",
             "cluster.node_id: must be 1..=64 characters",
             "logger.level: expected trace|debug|info|warn|error|off",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
-        assert_eq!(err.issues().len(), 7, "{text}");
+        assert_eq!(err.issues().len(), 8, "{text}");
         assert!(
             err.issues().iter().all(|i| i
                 .source
@@ -560,6 +566,26 @@ fn debug_output_never_shows_secrets() {
 }
 
 #[test]
+fn own_echo_platforms_come_from_yaml_and_env_and_are_checked() {
+    Jail::expect_with(|jail| {
+        let c = load_yaml(jail, "session:\n  no_own_echo_platforms: [iOS, Android]\n").unwrap();
+        assert_eq!(c.session.no_own_echo_platforms, ["iOS", "Android"]);
+        jail.set_env("IM_SESSION__NO_OWN_ECHO_PLATFORMS", "[]");
+        let c = load_yaml(jail, "").unwrap();
+        assert!(c.session.no_own_echo_platforms.is_empty());
+        jail.set_env("IM_SESSION__NO_OWN_ECHO_PLATFORMS", "[iOS, \"\"]");
+        let err = error_text(load_yaml(jail, ""));
+        assert!(
+            err.contains(
+                "session.no_own_echo_platforms: entries must be 1..=64 printable characters"
+            ),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn example_config_loads_validates_and_matches_defaults() {
     let example = repo_root().join("config/config.example.yaml");
     Jail::expect_with(|_jail| {
@@ -617,4 +643,31 @@ fn example_keys(yaml: &str) -> Vec<String> {
         }
     }
     keys
+}
+
+/// `backend.token` is a secret of 16+ printable characters, distinct from
+/// the JWT secret, never printed; `chatroom.*` are range-checked.
+#[test]
+fn backend_token_and_chatroom_limits_are_validated() {
+    Jail::expect_with(|jail| {
+        jail.set_env("IM_BACKEND__TOKEN", "short");
+        jail.set_env("IM_CHATROOM__MAX_MEMBERS", "0");
+        let text = error_text(Config::load(None));
+        assert!(text.contains("backend.token: must be 16-1024"), "{text}");
+        assert!(text.contains("chatroom.max_members"), "{text}");
+        jail.set_env("IM_CHATROOM__MAX_MEMBERS", "5");
+        jail.set_env("IM_AUTH__JWT_SECRET", "the-same-secret-for-both-0123");
+        jail.set_env("IM_BACKEND__TOKEN", "the-same-secret-for-both-0123");
+        let text = error_text(Config::load(None));
+        assert!(text.contains("must differ from auth.jwt_secret"), "{text}");
+        jail.set_env("IM_BACKEND__TOKEN", "a-backend-token-0123456789");
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.chatroom.max_members, 5);
+        assert_eq!(
+            c.backend.token.as_ref().unwrap().expose_secret(),
+            "a-backend-token-0123456789"
+        );
+        assert!(!format!("{c:?}").contains("a-backend-token"));
+        Ok(())
+    });
 }

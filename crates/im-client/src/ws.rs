@@ -70,6 +70,8 @@ impl WsConn {
         auto_pong: bool,
     ) -> Result<Self> {
         let stream = crate::tls::connect(addr, tls, Purpose::WebSocket, deadline).await?;
+        // Errors name the path without its query, which may hold `token=`.
+        let shown = path.split_once('?').map_or(path, |(p, _)| p);
         let req = Request::builder()
             .method("GET")
             .uri(path)
@@ -81,7 +83,7 @@ impl WsConn {
             .body(Empty::<Bytes>::new())
             .map_err(|e| ClientError::Handshake {
                 status: None,
-                message: format!("cannot build the upgrade request for {path:?}: {e}"),
+                message: format!("cannot build the upgrade request for {shown:?}: {e}"),
             })?;
         let upgraded = timeout_at(
             deadline.at,
@@ -92,7 +94,7 @@ impl WsConn {
         let (ws, _response) = upgraded.map_err(|e| match e {
             WebSocketError::InvalidStatusCode(status) => ClientError::Handshake {
                 status: Some(status),
-                message: format!("HTTP {status} instead of 101 for {path:?}"),
+                message: format!("HTTP {status} instead of 101 for {shown:?}"),
             },
             WebSocketError::IoError(e) => ClientError::Io(e),
             other => ClientError::Handshake {

@@ -101,11 +101,19 @@ impl ConversationType {
     }
 }
 
-/// A parsed conversation id: `single_<a>_<b>` (a < b, byte order) or `group_<gid>`.
+/// A parsed conversation id: `single_<a>_<b>` (a < b, byte order),
+/// `group_<gid>`, `chatroom_<room>` or `system_<user>` (the SDK builds all
+/// four: `IMMessageManager.generateConversationID`, IMMessageManager.swift:561-579@07bf3fe).
+///
+/// A system conversation belongs to one user: `system_<user>` holds the
+/// notices the app backend sent to that user, so its seqs are contiguous
+/// for that user (the SDK's gap detection needs it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ConversationId {
     Single { a: UserId, b: UserId },
     Group { group_id: String },
+    ChatRoom { room_id: String },
+    System { user: UserId },
 }
 
 impl ConversationId {
@@ -132,6 +140,19 @@ impl ConversationId {
         })
     }
 
+    /// The chat room `room`.
+    pub fn chat_room(room: &str) -> Result<Self, IdError> {
+        validate_id(room)?;
+        Ok(Self::ChatRoom {
+            room_id: room.to_owned(),
+        })
+    }
+
+    /// The system (notice) conversation of `user`.
+    pub fn system(user: &UserId) -> Self {
+        Self::System { user: user.clone() }
+    }
+
     /// Parses `raw` as seen by `user`. User ids may themselves contain `_`,
     /// so `single_x_y` is only unambiguous relative to a known participant:
     /// the user must be one of the two ends and the ids must be in byte order.
@@ -141,6 +162,17 @@ impl ConversationId {
         }
         if let Some(gid) = raw.strip_prefix("group_") {
             return Self::group(gid);
+        }
+        if let Some(room) = raw.strip_prefix("chatroom_") {
+            return Self::chat_room(room).map_err(|_| IdError::BadConversation);
+        }
+        if let Some(owner) = raw.strip_prefix("system_") {
+            validate_id(owner).map_err(|_| IdError::BadConversation)?;
+            return if owner == user.as_str() {
+                Ok(Self::system(user))
+            } else {
+                Err(IdError::NotParticipant)
+            };
         }
         let rest = raw
             .strip_prefix("single_")
@@ -174,6 +206,8 @@ impl ConversationId {
         match self {
             Self::Single { .. } => ConversationType::Single,
             Self::Group { .. } => ConversationType::Group,
+            Self::ChatRoom { .. } => ConversationType::ChatRoom,
+            Self::System { .. } => ConversationType::System,
         }
     }
 
@@ -189,7 +223,14 @@ impl ConversationId {
     pub fn group_id(&self) -> Option<&str> {
         match self {
             Self::Group { group_id } => Some(group_id),
-            Self::Single { .. } => None,
+            Self::Single { .. } | Self::ChatRoom { .. } | Self::System { .. } => None,
+        }
+    }
+
+    pub fn room_id(&self) -> Option<&str> {
+        match self {
+            Self::ChatRoom { room_id } => Some(room_id),
+            _ => None,
         }
     }
 }
@@ -199,6 +240,8 @@ impl fmt::Display for ConversationId {
         match self {
             Self::Single { a, b } => write!(f, "single_{a}_{b}"),
             Self::Group { group_id } => write!(f, "group_{group_id}"),
+            Self::ChatRoom { room_id } => write!(f, "chatroom_{room_id}"),
+            Self::System { user } => write!(f, "system_{user}"),
         }
     }
 }
@@ -271,6 +314,41 @@ mod tests {
             Err(IdError::BadConversation)
         );
         assert!(ConversationId::parse_for("group_", &me).is_err());
+    }
+
+    #[test]
+    fn chat_room_and_system_ids() {
+        let me = u("alice");
+        let room = ConversationId::parse_for("chatroom_lobby-1", &me).unwrap();
+        assert_eq!(room.kind(), ConversationType::ChatRoom);
+        assert_eq!(room.room_id(), Some("lobby-1"));
+        assert_eq!(room.to_string(), "chatroom_lobby-1");
+        assert_eq!(room.group_id(), None);
+        assert_eq!(room.peer_of(&me), None);
+        assert_eq!(
+            ConversationId::parse_for("chatroom_", &me),
+            Err(IdError::BadConversation)
+        );
+        assert_eq!(
+            ConversationId::parse_for("chatroom_a b", &me),
+            Err(IdError::BadConversation)
+        );
+        let sys = ConversationId::parse_for("system_alice", &me).unwrap();
+        assert_eq!(sys, ConversationId::system(&me));
+        assert_eq!(sys.kind(), ConversationType::System);
+        assert_eq!(sys.to_string(), "system_alice");
+        assert_eq!(sys.peer_of(&me), None);
+        assert_eq!(
+            ConversationId::parse_for("system_bob", &me),
+            Err(IdError::NotParticipant)
+        );
+        assert_eq!(
+            ConversationId::parse_for("system_", &me),
+            Err(IdError::BadConversation)
+        );
+        // A user id with underscores still owns exactly its own system conversation.
+        let odd = u("system_x");
+        assert!(ConversationId::parse_for("system_system_x", &odd).is_ok());
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! * [`tcp`]: the 16-byte header framing of v2 TCP.
 //! * [`ws`]: the `WebSocketMessage` envelope of WebSocket frames.
 //! * [`convert`]: bodies <-> the `im_core::command` model, per generation.
+//! * [`detect`]: which generation a request on plain `/ws` reveals.
 //!
 //! Nothing here does I/O; every decoder returns an error instead of
 //! panicking on any input.
 
 pub mod convert;
+pub mod detect;
 pub mod error;
 pub mod pb;
 pub mod tcp;

@@ -171,8 +171,19 @@ impl AccountService {
         password: &str,
         nickname: &str,
     ) -> Result<UserProfile, ServiceError> {
-        let user =
-            UserId::parse(username).map_err(|e| ServiceError::invalid(format!("username: {e}")))?;
+        let user = UserId::parse(username).map_err(|e| match e {
+            im_core::IdError::BadChar => ServiceError::invalid(
+                "username must be 1-64 characters of A-Z a-z 0-9 _ - : e-mail addresses and \
+                 non-ASCII names are not user ids (the iOS SDK puts user ids unescaped into \
+                 SQL and URL paths; see docs/protocol.md)",
+            ),
+            e => ServiceError::invalid(format!("username: {e}")),
+        })?;
+        if user.as_str() == crate::system::SYSTEM_SENDER {
+            return Err(ServiceError::Conflict(
+                "username is reserved (the sender of system notices)".into(),
+            ));
+        }
         check_password(password, self.cfg.min_password_len)?;
         let nickname = nickname.trim();
         crate::error::check_no_nul("nickname", nickname)?;

@@ -79,6 +79,10 @@ pub(crate) enum BusMessage {
     InvalidateGroup { group_id: String },
     /// `owner`'s blocklist changed.
     InvalidateBlocks { owner: String },
+    /// `user` joined chat room `room` through another node.
+    RoomJoin { room: String, user: String },
+    /// `user` left chat room `room` through another node.
+    RoomLeave { room: String, user: String },
 }
 
 /// One bus payload: who sent it and what.
@@ -496,6 +500,16 @@ impl Receiver {
             }
             BusMessage::InvalidateGroup { group_id } => self.directory.invalidate_local(&group_id),
             BusMessage::InvalidateBlocks { owner } => self.blocks.invalidate_local(&owner),
+            BusMessage::RoomJoin { room, user } => {
+                if let Ok(u) = UserId::parse(user) {
+                    self.directory.rooms.join_replica(&room, &u);
+                }
+            }
+            BusMessage::RoomLeave { room, user } => {
+                if let Ok(u) = UserId::parse(user) {
+                    self.directory.rooms.leave(&room, &u);
+                }
+            }
         }
     }
 }

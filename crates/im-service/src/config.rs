@@ -25,6 +25,13 @@ impl KickPolicy {
     }
 }
 
+/// The `platform` both generations of the SwiftIM SDK send in AUTH_REQ
+/// (IMWebSocketTransport.swift:155@5529e01, :156@07bf3fe;
+/// IMTCPTransport.swift:301@07bf3fe). The SDK shows every pushed message
+/// as incoming and unread (IMClient.swift:842/1247@5529e01,
+/// 1137/1611@07bf3fe), so it must not be sent its user's own messages.
+pub const SWIFTIM_PLATFORM: &str = "iOS";
+
 /// The batching writer's knobs.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -38,7 +45,7 @@ pub struct WriterConfig {
     /// conversation is always written by the same worker, in order.
     pub workers: usize,
     /// How long a send waits for room in a full queue before it is refused
-    /// with ERR_SEND_TOO_FAST.
+    /// ([`crate::error::Transient::Overloaded`]: no reply, the client resends).
     pub enqueue_timeout: Duration,
 }
 
@@ -61,6 +68,10 @@ pub struct ServiceConfig {
     pub allow_demo_tokens: bool,
     pub require_registered_users: bool,
     pub kick_policy: KickPolicy,
+    /// Platforms (AUTH_REQ `platform`, compared case-insensitively) whose
+    /// sessions are not sent PUSH_MSG of their user's own messages sent
+    /// from another session; see [`Self::echoes_own_messages`].
+    pub no_own_echo_platforms: Vec<String>,
     /// Default and ceiling of messages per conversation in one batch sync.
     pub sync_default_per_conversation: u32,
     pub sync_max_per_conversation: u32,
@@ -87,6 +98,59 @@ pub struct ServiceConfig {
     /// a change made elsewhere (another node) can be.
     pub group_cache_ttl: Duration,
     pub writer: WriterConfig,
+    /// Chat rooms (`chatroom_<id>` conversations).
+    pub chat_rooms: ChatRoomConfig,
+}
+
+/// Chat rooms: large rooms with join/leave, live fan-out to members, a
+/// bounded readable history and no per-member state in the store.
+#[derive(Debug, Clone)]
+pub struct ChatRoomConfig {
+    /// Most members of one room. A full room first drops members that have
+    /// no session on this node; if it is still full the join is refused.
+    pub max_members: usize,
+    /// Most rooms one user is in at once.
+    pub max_rooms_per_user: usize,
+    /// How many of a room's newest messages stay readable (SYNC_RANGE,
+    /// HTTP history); older ones are not served. 0 = no history at all.
+    pub history_messages: u32,
+    /// A send into a room the sender is not in joins it first (the SDK has
+    /// no join call); off: sends from non-members are refused.
+    pub join_on_send: bool,
+    /// Users may join rooms themselves (HTTP join, join on send). Off: only
+    /// the app backend puts users into rooms; users may still leave.
+    pub self_join: bool,
+    /// Messages per second accepted in one room (with a burst of as many);
+    /// 0 = unlimited.
+    pub max_messages_per_second: u32,
+}
+
+impl Default for ChatRoomConfig {
+    fn default() -> Self {
+        Self {
+            max_members: 10_000,
+            max_rooms_per_user: 32,
+            history_messages: 100,
+            join_on_send: true,
+            self_join: true,
+            max_messages_per_second: 100,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Whether a session on `platform` is sent PUSH_MSG of its user's own
+    /// messages sent from another session. The SwiftIM SDK (platform
+    /// `iOS` by default) is not: it would show them as incoming and count
+    /// them unread, and learns them by sync instead, where it sets the
+    /// direction from `sender_id`. Other clients (the browser demo says
+    /// `web`) are, and tell their own messages apart themselves.
+    pub fn echoes_own_messages(&self, platform: &str) -> bool {
+        !self
+            .no_own_echo_platforms
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(platform))
+    }
 }
 
 impl Default for ServiceConfig {
@@ -96,6 +160,7 @@ impl Default for ServiceConfig {
             allow_demo_tokens: false,
             require_registered_users: false,
             kick_policy: KickPolicy::PerPlatform,
+            no_own_echo_platforms: vec![SWIFTIM_PLATFORM.to_owned()],
             sync_default_per_conversation: 100,
             sync_max_per_conversation: 500,
             sync_max_reply_bytes: 768 * 1024,
@@ -108,6 +173,7 @@ impl Default for ServiceConfig {
             group_cache_capacity: 4096,
             group_cache_ttl: Duration::from_secs(30),
             writer: WriterConfig::default(),
+            chat_rooms: ChatRoomConfig::default(),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Per-user conversation state for the HTTP API: the conversation list
 //! (last message, unread count, updated time), history paging and read
 //! cursors, with the same access rules as the socket: a 1:1 conversation
-//! is readable by its two ends, a group conversation by its current members.
+//! is readable by its two ends, a group conversation by its current members,
+//! a chat room by its members (its newest messages only), a system
+//! conversation by its owner.
 
 use std::sync::Arc;
 
@@ -34,6 +36,11 @@ pub(crate) async fn access(dir: &GroupDirectory, user: &UserId, raw: &str) -> Re
         IdError::NotParticipant => ServiceError::denied("not a participant of this conversation"),
         _ => ServiceError::invalid("malformed conversation_id"),
     })?;
+    if let Some(room) = conversation.room_id() {
+        if !dir.rooms.is_member(room, user) {
+            return Err(ServiceError::denied("not in this chat room: join it first"));
+        }
+    }
     let group = match conversation.group_id() {
         None => None,
         Some(gid) => {
@@ -97,7 +104,7 @@ impl ConversationService {
         let a = access(&self.directory, user, conversation_id).await?;
         let conversation = a.conversation.to_string();
         let read = self.store.read_seq(user.as_str(), &conversation).await?;
-        let msgs = self
+        let mut msgs = self
             .store
             .history(
                 &conversation,
@@ -105,6 +112,13 @@ impl ConversationService {
                 clamp(limit, HISTORY_DEFAULT, HISTORY_MAX),
             )
             .await?;
+        if a.conversation.room_id().is_some() {
+            let history = self.directory.rooms.config().history_messages;
+            let floor =
+                crate::chatrooms::readable_floor(self.store.as_ref(), &a.conversation, history)
+                    .await?;
+            msgs.retain(|m| m.seq >= floor);
+        }
         Ok(msgs
             .into_iter()
             .map(|m| {

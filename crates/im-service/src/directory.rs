@@ -54,6 +54,8 @@ pub(crate) struct GroupDirectory {
     ttl: Duration,
     /// Changes are broadcast to the other nodes' caches through it.
     cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Chat room membership (in memory, this node's).
+    pub(crate) rooms: crate::chatrooms::ChatRooms,
 }
 
 impl GroupDirectory {
@@ -65,7 +67,14 @@ impl GroupDirectory {
             capacity,
             ttl,
             cluster: std::sync::OnceLock::new(),
+            rooms: crate::chatrooms::ChatRooms::new(crate::config::ChatRoomConfig::default()),
         }
+    }
+
+    /// The same directory with chat rooms configured by `cfg`.
+    pub fn with_rooms(mut self, cfg: crate::config::ChatRoomConfig) -> Self {
+        self.rooms = crate::chatrooms::ChatRooms::new(cfg);
+        self
     }
 
     /// The group `group_id` (dismissed ones too), or None if it never existed.

@@ -7,6 +7,70 @@ use std::borrow::Cow;
 use im_core::{ErrorCode, StoreError};
 use thiserror::Error;
 
+use crate::writer::WriteError;
+
+/// A condition that a later retry of the same request fixes: the server is
+/// busy or briefly unable, the request itself is fine. This is the one
+/// classification of such conditions; [`crate::session`] decides what the
+/// client is told (for the requests the SDK resends on its own: nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transient {
+    /// The writer queue stayed full for `enqueue_timeout`.
+    Overloaded,
+    /// The server is shutting down (the writer is closed).
+    ShuttingDown,
+    /// The user is over its request rate.
+    RateLimited,
+    /// The store stayed unavailable (after the writer's own retries), or a
+    /// transaction conflicted.
+    StoreUnavailable,
+}
+
+impl Transient {
+    /// The condition behind a store error, if a retry may fix it.
+    pub fn of_store(e: &StoreError) -> Option<Self> {
+        e.is_retryable().then_some(Self::StoreUnavailable)
+    }
+
+    /// The condition behind a writer error, if a retry may fix it.
+    pub fn of_write(e: &WriteError) -> Option<Self> {
+        match e {
+            WriteError::Overloaded => Some(Self::Overloaded),
+            WriteError::Closed => Some(Self::ShuttingDown),
+            WriteError::Store(s) => Self::of_store(s),
+        }
+    }
+
+    /// The `reason` label of `im_replies_suppressed_total`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Overloaded => "overloaded",
+            Self::ShuttingDown => "shutting_down",
+            Self::RateLimited => "rate_limited",
+            Self::StoreUnavailable => "store_unavailable",
+        }
+    }
+
+    /// The wire code when a reply is sent after all (requests the client
+    /// does not resend by itself).
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Self::Overloaded | Self::RateLimited => ErrorCode::SendTooFast,
+            Self::ShuttingDown | Self::StoreUnavailable => ErrorCode::Unknown,
+        }
+    }
+
+    /// The message of that reply.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Overloaded => "server busy, retry later",
+            Self::ShuttingDown => "server shutting down",
+            Self::RateLimited => "rate limit exceeded, slow down",
+            Self::StoreUnavailable => "storage temporarily unavailable, retry",
+        }
+    }
+}
+
 /// Why a service call failed.
 #[derive(Debug, Error)]
 pub enum ServiceError {
@@ -69,6 +133,14 @@ impl ServiceError {
 
     pub fn not_found(msg: impl Into<Cow<'static, str>>) -> Self {
         Self::NotFound(msg.into())
+    }
+
+    /// Whether a retry of the same call may succeed, and why.
+    pub fn transient(&self) -> Option<Transient> {
+        match self {
+            Self::Store(e) => Transient::of_store(e),
+            _ => None,
+        }
     }
 
     /// The wire error code (the `code` an HTTP envelope may carry too).
@@ -170,5 +242,46 @@ mod tests {
         let e = ServiceError::Store(StoreError::Other("secret table name".into()));
         assert!(!e.public_message().contains("secret"));
         assert_eq!(ServiceError::Full { max: 3 }.reason(), "group_full");
+    }
+
+    #[test]
+    fn only_conditions_a_retry_fixes_are_transient() {
+        let unavailable = || StoreError::Unavailable("db down".into());
+        let other = || StoreError::Other("bad row".into());
+        assert_eq!(
+            Transient::of_write(&WriteError::Overloaded),
+            Some(Transient::Overloaded)
+        );
+        assert_eq!(
+            Transient::of_write(&WriteError::Closed),
+            Some(Transient::ShuttingDown)
+        );
+        assert_eq!(
+            Transient::of_write(&WriteError::Store(unavailable())),
+            Some(Transient::StoreUnavailable)
+        );
+        assert_eq!(
+            Transient::of_store(&StoreError::Conflict("deadlock".into())),
+            Some(Transient::StoreUnavailable)
+        );
+        assert_eq!(Transient::of_write(&WriteError::Store(other())), None);
+        assert_eq!(
+            ServiceError::Store(unavailable()).transient(),
+            Some(Transient::StoreUnavailable)
+        );
+        assert_eq!(ServiceError::Store(other()).transient(), None);
+        assert_eq!(ServiceError::invalid("x").transient(), None);
+        assert_eq!(ServiceError::denied("x").transient(), None);
+        let reasons: std::collections::HashSet<_> = [
+            Transient::Overloaded,
+            Transient::ShuttingDown,
+            Transient::RateLimited,
+            Transient::StoreUnavailable,
+        ]
+        .iter()
+        .map(|t| t.reason())
+        .collect();
+        assert_eq!(reasons.len(), 4);
+        assert_eq!(Transient::RateLimited.code(), ErrorCode::SendTooFast);
     }
 }

@@ -52,6 +52,10 @@ pub struct SessionHandle {
     /// Holds back message pushes of conversations the session is catching
     /// up on after a BATCH_SYNC (see `sync::SyncGate`).
     pub sync_gate: Arc<crate::sync::SyncGate>,
+    /// Whether the session is sent PUSH_MSG of its user's own messages
+    /// (sent from another session): `ServiceConfig::echoes_own_messages`
+    /// of its platform.
+    pub echo_own: bool,
 }
 
 /// KICK_OUT reason 1: the user logged in elsewhere.
@@ -63,6 +67,17 @@ pub(crate) fn kicked_by_login() -> Arc<Event> {
 }
 
 impl SessionHandle {
+    /// Whether `event` is for this session. Everything is, except a
+    /// message its own user sent when the session takes no echoes of
+    /// those (the SwiftIM SDK; it learns them by sync). Local and remote
+    /// deliveries both pass here, so the rule holds on every node.
+    pub fn takes(&self, event: &Event) -> bool {
+        match event {
+            Event::Message(m) => self.echo_own || m.sender_id != self.user.as_str(),
+            _ => true,
+        }
+    }
+
     /// Sends `event` (a KICK_OUT: the transport closes after writing it), or
     /// closes at once if it cannot be queued.
     pub fn kick(&self, event: &Arc<Event>) {
@@ -303,7 +318,7 @@ impl Hub {
         let map = self.shard(user).read();
         let queued = map.get(user).map_or(0, |list| {
             list.iter()
-                .filter(|s| Some(s.id) != except)
+                .filter(|s| Some(s.id) != except && s.takes(event))
                 .filter(|s| s.push(event))
                 .count()
         });
@@ -351,6 +366,7 @@ mod tests {
             close: CancellationToken::new(),
             token_id: None,
             sync_gate: Default::default(),
+            echo_own: platform != "iOS",
         };
         (h, rx)
     }
@@ -361,6 +377,43 @@ mod tests {
             user_id: "u".into(),
             status: 1,
         })
+    }
+
+    #[test]
+    fn own_messages_skip_sessions_without_echo_and_nothing_else() {
+        let hub = Hub::new();
+        let (ios, mut r_ios) = handle(&hub, "dave", "iOS", 8);
+        let (web, mut r_web) = handle(&hub, "dave", "web", 8);
+        hub.register(ios.clone(), KickPolicy::Multi);
+        hub.register(web.clone(), KickPolicy::Multi);
+        let dave = UserId::parse("dave").unwrap();
+        let message = |sender: &str| {
+            Arc::new(Event::Message(Arc::new(im_core::StoredMessage {
+                server_msg_id: "s1".into(),
+                client_msg_id: "c1".into(),
+                conversation_id: "single_dave_erin".into(),
+                conversation_type: im_core::ConversationType::Single,
+                sender_id: sender.into(),
+                receiver_id: String::new(),
+                group_id: String::new(),
+                message_type: 1,
+                content: bytes::Bytes::new(),
+                send_time: 0,
+                server_time: 0,
+                seq: 1,
+                extra: String::new(),
+                revoked: None,
+            })))
+        };
+        // Dave's own message: only the session that takes echoes.
+        assert_eq!(hub.deliver(&dave, &message("dave"), None), 1);
+        assert!(r_ios.try_recv().is_none());
+        assert!(r_web.try_recv().is_some());
+        // Someone else's message, and any other event: every session.
+        assert_eq!(hub.deliver(&dave, &message("erin"), None), 2);
+        assert_eq!(hub.deliver(&dave, &ev(), None), 2);
+        assert!(ios.takes(&ev()));
+        assert!(!ios.takes(&message("dave")) && ios.takes(&message("erin")));
     }
 
     #[test]

@@ -9,7 +9,9 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod backend;
 mod blocks;
+pub mod chatrooms;
 pub mod cluster;
 pub mod config;
 pub mod conversations;
@@ -29,13 +31,16 @@ pub mod receipts;
 pub mod session;
 pub mod social;
 pub mod sync;
+pub mod system;
 mod unconfigured;
 pub mod writer;
 
 pub use accounts::{AccountConfig, AccountService, Session};
 pub use auth::{AuthError, Claims, Identity, JwtAuth};
+pub use backend::BackendAuth;
+pub use chatrooms::RoomMembership;
 pub use cluster::{Cluster, ClusterConfig, ClusterStats};
-pub use config::{KickPolicy, ServiceConfig, WriterConfig};
+pub use config::{ChatRoomConfig, KickPolicy, ServiceConfig, WriterConfig};
 pub use conversations::ConversationService;
 pub use error::ServiceError;
 pub use files::{FileError, FileService, FilesConfig, Upload};

@@ -2,9 +2,10 @@
 //! per client IP address.
 //!
 //! * Per user: every authenticated request of a session except heartbeats,
-//!   delivery ACKs and typing (sends get ERR_SEND_TOO_FAST, other requests
-//!   the same code on their response command), and every authenticated
-//!   HTTP call (429).
+//!   delivery ACKs and typing (sends and v2 sync requests get no reply, so
+//!   the client resends them; other requests get ERR_SEND_TOO_FAST on their
+//!   response command: `session::answer_transient`), and every
+//!   authenticated HTTP call (429).
 //! * Per IP: new WebSocket/TCP connections and the unauthenticated HTTP
 //!   account calls (register, login, refresh), so neither a connection
 //!   flood nor a password-guessing loop from one address gets far.

@@ -22,7 +22,7 @@ use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::ServiceConfig;
 use crate::conversations::{ConversationService, access};
 use crate::directory::GroupDirectory;
-use crate::error::ServiceError;
+use crate::error::{ServiceError, Transient};
 use crate::groups::GroupService;
 use crate::hub::{Hub, SessionId};
 use crate::presence::PresenceService;
@@ -106,6 +106,69 @@ pub(crate) fn wire_error(e: &ServiceError) -> (ErrorCode, String) {
     (e.code(), e.public_message())
 }
 
+/// Why a send got no success reply from [`MessagingService::begin_send`]
+/// or [`MessagingService::finish_send`].
+#[derive(Debug)]
+pub enum SendRejected {
+    /// Answer with this reply: a refusal a retry cannot fix (the SDK marks
+    /// the message failed), or the original result of a retransmit the
+    /// sender may no longer send.
+    Reply(Reply),
+    /// A condition a retry fixes ([`Transient`]); the session decides what
+    /// the client is told.
+    Transient(Transient),
+}
+
+impl SendRejected {
+    fn refused(client_msg_id: &str, code: ErrorCode, msg: &str) -> Self {
+        Self::Reply(send_error(client_msg_id, code, msg))
+    }
+
+    /// A writer failure: transient, or a store error a retry cannot fix.
+    fn write_failed(client_msg_id: &str, e: &WriteError) -> Self {
+        if let Some(t) = Transient::of_write(e) {
+            tracing::warn!(error = %e, reason = t.reason(), "send not written");
+            return Self::Transient(t);
+        }
+        let (code, m) = match e {
+            WriteError::Store(s) => store_code(s),
+            other => {
+                tracing::warn!(error = %other, "send not written");
+                (ErrorCode::Unknown, "storage error")
+            }
+        };
+        Self::refused(client_msg_id, code, m)
+    }
+}
+
+/// Why [`MessagingService::route`] refused a send.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// For good, with this wire code.
+    Code(ErrorCode, &'static str),
+    /// A condition a retry fixes.
+    Transient(Transient),
+}
+
+impl From<(ErrorCode, &'static str)> for Refusal {
+    fn from((code, msg): (ErrorCode, &'static str)) -> Self {
+        Self::Code(code, msg)
+    }
+}
+
+impl Refusal {
+    /// A store error while routing: transient when a retry may fix it.
+    fn store(e: &StoreError) -> Self {
+        match Transient::of_store(e) {
+            Some(t) => {
+                tracing::warn!(error = %e, "store call failed");
+                Self::Transient(t)
+            }
+            None => store_code(e).into(),
+        }
+    }
+}
+
 /// Where a message goes once it is committed.
 struct Route {
     conversation: ConversationId,
@@ -168,11 +231,14 @@ impl MessagingService {
             Arc::clone(&blocks),
             Arc::clone(&clock),
         );
-        let directory = Arc::new(GroupDirectory::new(
-            Arc::clone(&groups),
-            cfg.group_cache_capacity,
-            cfg.group_cache_ttl,
-        ));
+        let directory = Arc::new(
+            GroupDirectory::new(
+                Arc::clone(&groups),
+                cfg.group_cache_capacity,
+                cfg.group_cache_ttl,
+            )
+            .with_rooms(cfg.chat_rooms.clone()),
+        );
         let group_service = GroupService::new(
             groups,
             Arc::clone(&conversations),
@@ -268,11 +334,13 @@ impl MessagingService {
     }
 
     /// Resolves the conversation of a send and who receives it.
-    async fn route(
-        &self,
-        sender: &UserId,
-        req: &SendRequest,
-    ) -> Result<Route, (ErrorCode, &'static str)> {
+    async fn route(&self, sender: &UserId, req: &SendRequest) -> Result<Route, Refusal> {
+        if req.conversation_id.starts_with("system_") {
+            return Err(Refusal::Code(
+                ErrorCode::PermissionDenied,
+                crate::system::READ_ONLY,
+            ));
+        }
         let conversation = if req.conversation_id.is_empty() && !req.group_id.is_empty() {
             ConversationId::group(&req.group_id)
                 .map_err(|_| (ErrorCode::InvalidParam, "malformed group_id"))?
@@ -300,13 +368,13 @@ impl MessagingService {
                     .cloned()
                     .ok_or((ErrorCode::InvalidParam, "malformed conversation_id"))?;
                 if !req.receiver_id.is_empty() && req.receiver_id != peer.as_str() {
-                    return Err((
+                    return Err(Refusal::Code(
                         ErrorCode::InvalidParam,
                         "receiver_id does not match conversation_id",
                     ));
                 }
                 if !req.group_id.is_empty() {
-                    return Err((
+                    return Err(Refusal::Code(
                         ErrorCode::InvalidParam,
                         "group_id set on a single conversation",
                     ));
@@ -314,17 +382,23 @@ impl MessagingService {
                 match self.blocks.is_blocked(peer.as_str(), sender.as_str()).await {
                     Ok(false) => {}
                     Ok(true) => {
-                        return Err((ErrorCode::PermissionDenied, "the receiver blocked you"));
+                        return Err(Refusal::Code(
+                            ErrorCode::PermissionDenied,
+                            "the receiver blocked you",
+                        ));
                     }
-                    Err(e) => return Err(store_code(&e)),
+                    Err(e) => return Err(Refusal::store(&e)),
                 }
                 if self.cfg.require_registered_users {
                     match self.users.exists(&peer).await {
                         Ok(true) => {}
                         Ok(false) => {
-                            return Err((ErrorCode::UserNotExist, "receiver does not exist"));
+                            return Err(Refusal::Code(
+                                ErrorCode::UserNotExist,
+                                "receiver does not exist",
+                            ));
                         }
-                        Err(e) => return Err(store_code(&e)),
+                        Err(e) => return Err(Refusal::store(&e)),
                     }
                 }
                 Ok(Route {
@@ -334,28 +408,36 @@ impl MessagingService {
             }
             ConversationId::Group { group_id } => {
                 if !req.group_id.is_empty() && req.group_id != *group_id {
-                    return Err((
+                    return Err(Refusal::Code(
                         ErrorCode::InvalidParam,
                         "group_id does not match conversation_id",
                     ));
                 }
                 if !req.receiver_id.is_empty() {
-                    return Err((
+                    return Err(Refusal::Code(
                         ErrorCode::InvalidParam,
                         "receiver_id set on a group conversation",
                     ));
                 }
                 let group = match self.directory.get(group_id).await {
                     Ok(Some(g)) if !g.is_dismissed() => g,
-                    Ok(_) => return Err((ErrorCode::ConversationNotExist, "no such group")),
-                    Err(e) => return Err(store_code(&e)),
+                    Ok(_) => {
+                        return Err(Refusal::Code(
+                            ErrorCode::ConversationNotExist,
+                            "no such group",
+                        ));
+                    }
+                    Err(e) => return Err(Refusal::store(&e)),
                 };
                 let Some(me) = group.member(sender.as_str()) else {
-                    return Err((ErrorCode::PermissionDenied, "not a member of this group"));
+                    return Err(Refusal::Code(
+                        ErrorCode::PermissionDenied,
+                        "not a member of this group",
+                    ));
                 };
                 let now = self.clock.now_ms();
                 if me.muted_until > now || (group.group.mute_all && !me.role.is_manager()) {
-                    return Err((ErrorCode::PermissionDenied, "muted"));
+                    return Err(Refusal::Code(ErrorCode::PermissionDenied, "muted"));
                 }
                 let recipients = group
                     .member_ids
@@ -368,20 +450,38 @@ impl MessagingService {
                     recipients,
                 })
             }
+            ConversationId::ChatRoom { room_id } => {
+                if !req.receiver_id.is_empty() || !req.group_id.is_empty() {
+                    return Err(Refusal::Code(
+                        ErrorCode::InvalidParam,
+                        "receiver_id/group_id set on a chat room conversation",
+                    ));
+                }
+                let recipients = self.chat_room_recipients(sender, room_id)?;
+                Ok(Route {
+                    conversation,
+                    recipients,
+                })
+            }
+            ConversationId::System { .. } => Err(Refusal::Code(
+                ErrorCode::PermissionDenied,
+                crate::system::READ_ONLY,
+            )),
         }
     }
 
     /// Validates and queues a send. On success the returned [`Pending`] resolves
     /// after commit; [`Self::finish_send`] then pushes and builds the reply.
-    /// `Err` is a reply to send at once: a refusal, or the original result
-    /// of a retransmit the sender may no longer send.
+    /// `Err` is a reply to send at once (a refusal, or the original result
+    /// of a retransmit the sender may no longer send), or a transient
+    /// condition (writer queue full, shutting down, store unavailable).
     pub async fn begin_send(
         &self,
         sender: &UserId,
         req: SendRequest,
-    ) -> Result<(Pending, Vec<UserId>), Reply> {
+    ) -> Result<(Pending, Vec<UserId>), SendRejected> {
         let r = self.begin_send_unmetered(sender, req).await;
-        if let Err(Reply::Send { code, .. }) = &r {
+        if let Err(SendRejected::Reply(Reply::Send { code, .. })) = &r {
             if *code != ErrorCode::Success {
                 let code = (*code as i32).to_string();
                 metrics::counter!(crate::metrics::MESSAGES_REFUSED, "code" => code).increment(1);
@@ -394,24 +494,24 @@ impl MessagingService {
         &self,
         sender: &UserId,
         req: SendRequest,
-    ) -> Result<(Pending, Vec<UserId>), Reply> {
+    ) -> Result<(Pending, Vec<UserId>), SendRejected> {
         let cid = req.client_msg_id.as_str();
         if validate_id(cid).is_err() {
-            return Err(send_error(
+            return Err(SendRejected::refused(
                 cid,
                 ErrorCode::InvalidParam,
                 "client_msg_id must be 1-64 chars of [A-Za-z0-9_-]",
             ));
         }
         if req.content.len() > self.cfg.max_content_bytes {
-            return Err(send_error(
+            return Err(SendRejected::refused(
                 cid,
                 ErrorCode::MessageTooLarge,
                 "content too large",
             ));
         }
         if req.extra.len() > self.cfg.max_content_bytes {
-            return Err(send_error(
+            return Err(SendRejected::refused(
                 cid,
                 ErrorCode::MessageTooLarge,
                 "extra too large",
@@ -420,14 +520,14 @@ impl MessagingService {
         if req.extra.contains('\0') {
             // PostgreSQL text cannot hold NUL: refuse it here rather than
             // fail the writer batch it would share with other messages.
-            return Err(send_error(
+            return Err(SendRejected::refused(
                 cid,
                 ErrorCode::InvalidParam,
                 "extra must not contain NUL characters",
             ));
         }
         if !MessageType(req.message_type).is_known() {
-            return Err(send_error(
+            return Err(SendRejected::refused(
                 cid,
                 ErrorCode::InvalidParam,
                 "unknown message_type",
@@ -435,28 +535,35 @@ impl MessagingService {
         }
         let route = match self.route(sender, &req).await {
             Ok(r) => r,
-            Err((code, m)) => {
+            Err(Refusal::Transient(t)) => return Err(SendRejected::Transient(t)),
+            Err(Refusal::Code(code, m)) => {
                 // A retransmit of a message accepted before the sender lost
                 // the right to send (blocked, kicked, muted) still gets its
                 // original result: the client must not mark it failed.
                 if code == ErrorCode::PermissionDenied {
                     if let Ok(Some(orig)) = self.store.find_by_client_id(sender, cid).await {
-                        return Err(Reply::Send {
+                        return Err(SendRejected::Reply(Reply::Send {
                             code: ErrorCode::Success,
                             msg: String::new(),
                             server_msg_id: orig.server_msg_id,
                             client_msg_id: orig.client_msg_id,
                             seq: orig.seq,
                             server_time: orig.server_time,
-                        });
+                        }));
                     }
                 }
-                return Err(send_error(cid, code, m));
+                return Err(SendRejected::refused(cid, code, m));
             }
         };
         let mut participants = Vec::with_capacity(route.recipients.len() + 1);
         participants.push(sender.clone());
         participants.extend(route.recipients.iter().filter(|u| *u != sender).cloned());
+        if route.conversation.room_id().is_some() {
+            // A chat room is nobody's conversation in the store: no
+            // membership rows, so no conversation list entry, no unread
+            // count, no BATCH_SYNC (see chatrooms.rs).
+            participants.clear();
+        }
         let msg = NewMessage {
             server_msg_id: self.ids.server_msg_id(),
             client_msg_id: req.client_msg_id,
@@ -479,26 +586,14 @@ impl MessagingService {
         let client_msg_id = msg.client_msg_id.clone();
         match self.writer.submit(msg).await {
             Ok(p) => Ok((p, route.recipients)),
-            Err(WriteError::Overloaded) => Err(send_error(
-                &client_msg_id,
-                ErrorCode::SendTooFast,
-                "server busy, retry later",
-            )),
-            Err(WriteError::Closed) => Err(send_error(
-                &client_msg_id,
-                ErrorCode::Unknown,
-                "server shutting down",
-            )),
-            Err(WriteError::Store(e)) => {
-                let (code, m) = store_code(&e);
-                Err(send_error(&client_msg_id, code, m))
-            }
+            Err(e) => Err(SendRejected::write_failed(&client_msg_id, &e)),
         }
     }
 
     /// Awaits the commit of a queued send, pushes it (only if it is new) to
-    /// every recipient session and to the sender's other sessions, and builds
-    /// the SEND_MSG_RSP.
+    /// every recipient session and to the sender's other sessions (those
+    /// that take echoes of their own messages, see [`crate::hub`]), and
+    /// builds the SEND_MSG_RSP; `Err` as for [`Self::begin_send`].
     pub async fn finish_send(
         &self,
         sender: &UserId,
@@ -506,7 +601,7 @@ impl MessagingService {
         client_msg_id: String,
         pending: Pending,
         recipients: Vec<UserId>,
-    ) -> Reply {
+    ) -> Result<Reply, SendRejected> {
         let kind = crate::metrics::conversation_kind(pending.conversation_type());
         let result = pending.wait().await;
         let outcome = match &result {
@@ -536,20 +631,9 @@ impl MessagingService {
                         self.hub.deliver(sender, &event, Some(session));
                     }
                 }
-                reply
+                Ok(reply)
             }
-            Err(WriteError::Store(e)) => {
-                let (code, m) = store_code(&e);
-                send_error(&client_msg_id, code, m)
-            }
-            Err(WriteError::Overloaded) => send_error(
-                &client_msg_id,
-                ErrorCode::SendTooFast,
-                "server busy, retry later",
-            ),
-            Err(WriteError::Closed) => {
-                send_error(&client_msg_id, ErrorCode::Unknown, "server shutting down")
-            }
+            Err(e) => Err(SendRejected::write_failed(&client_msg_id, &e)),
         }
     }
 

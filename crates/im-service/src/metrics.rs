@@ -16,6 +16,11 @@ use crate::session::Services;
 pub const MESSAGES_SENT: &str = "im_messages_sent_total";
 /// Sends refused before reaching the writer, by wire error `code` (numeric).
 pub const MESSAGES_REFUSED: &str = "im_messages_refused_total";
+/// Replies not sent because a transient condition stopped a request the
+/// client resends by itself on silence: `request` = send|batch_sync|
+/// sync_range, `reason` = overloaded|shutting_down|rate_limited|
+/// store_unavailable.
+pub const REPLIES_SUPPRESSED: &str = "im_replies_suppressed_total";
 /// Events queued to local sessions, by `event` (message, recall, read,
 /// typing, kick, presence).
 pub const PUSHES_ENQUEUED: &str = "im_pushes_enqueued_total";
@@ -65,6 +70,10 @@ pub fn describe() {
     describe_counter!(
         MESSAGES_REFUSED,
         "Sends refused before the writer, by wire error code"
+    );
+    describe_counter!(
+        REPLIES_SUPPRESSED,
+        "Replies left out so that the client resends (transient conditions), by request and reason"
     );
     describe_counter!(
         PUSHES_ENQUEUED,

@@ -86,6 +86,9 @@ impl MessagingService {
         };
         let targets = match &a.group {
             Some(g) => g.member_ids.clone(),
+            None if a.conversation.room_id().is_some() => self
+                .rooms()
+                .members(a.conversation.room_id().unwrap_or_default()),
             None => {
                 let mut v = vec![user.clone()];
                 if let Some(peer) = a.conversation.peer_of(user) {

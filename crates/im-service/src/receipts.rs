@@ -69,6 +69,10 @@ impl MessagingService {
                 return reply(code, msg);
             }
         };
+        if a.conversation.room_id().is_some() {
+            // Chat rooms keep no per-member state: nothing to record.
+            return reply(ErrorCode::Success, "");
+        }
         let conversation = a.conversation.to_string();
         let target = if message_ids.is_empty() {
             match self.conversations.history(&conversation, 0, 1).await {

@@ -13,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::{AccountConfig, AccountService};
 use crate::auth::{Identity, JwtAuth};
 use crate::conversations::ConversationService;
+use crate::error::Transient;
 use crate::files::FileService;
 use crate::groups::GroupService;
 use crate::hub::{Outbound, SessionHandle, SessionId};
 use crate::limits::Limits;
-use crate::messaging::{MessagingService, send_error};
+use crate::messaging::{MessagingService, SendRejected};
 use crate::presence::PresenceService;
 use crate::social::SocialService;
 use crate::sync::{Backlog, SyncStreams, Syncer};
@@ -35,6 +36,8 @@ pub struct Services {
     pub files: FileService,
     /// Per-user and per-IP rate limits (none unless [`Self::with_limits`]).
     pub limits: Limits,
+    /// The app backend's token (backend API off unless [`Self::with_backend`]).
+    pub backend: crate::backend::BackendAuth,
 }
 
 impl Services {
@@ -63,7 +66,14 @@ impl Services {
             accounts,
             files,
             limits: Limits::unlimited(),
+            backend: crate::backend::BackendAuth::disabled(),
         }
+    }
+
+    /// The same services accepting backend calls authorised by `backend`.
+    pub fn with_backend(mut self, backend: crate::backend::BackendAuth) -> Self {
+        self.backend = backend;
+        self
     }
 
     /// The same services with `limits` enforced.
@@ -108,6 +118,112 @@ pub fn viewer_cell() -> ViewerCell {
     Arc::new(parking_lot::RwLock::new(Arc::from("")))
 }
 
+/// The wire generation of a connection, shared by its read loop (which
+/// decodes with it and may detect it) and its writer (which encodes with
+/// it): fixed by the transport or the URL, or detected on plain `/ws` from
+/// the first request whose encoding differs between generations.
+#[derive(Debug, Clone)]
+pub struct GenerationCell(Arc<GenerationState>);
+
+#[derive(Debug)]
+struct GenerationState {
+    /// 0: not known yet; 1: v1; 2: v2.
+    value: std::sync::atomic::AtomicU8,
+    /// Whether a request may still decide it.
+    detecting: std::sync::atomic::AtomicBool,
+    /// What encodes and decodes while nothing is known.
+    fallback: Generation,
+    known: tokio::sync::Notify,
+}
+
+fn generation_code(g: Generation) -> u8 {
+    match g {
+        Generation::V1 => 1,
+        Generation::V2 => 2,
+    }
+}
+
+impl GenerationCell {
+    fn with(value: u8, detecting: bool, fallback: Generation) -> Self {
+        Self(Arc::new(GenerationState {
+            value: std::sync::atomic::AtomicU8::new(value),
+            detecting: std::sync::atomic::AtomicBool::new(detecting),
+            fallback,
+            known: tokio::sync::Notify::new(),
+        }))
+    }
+
+    /// A generation no request changes (TCP, `/ws/v1`, `/ws/v2`, `?v=`).
+    pub fn fixed(generation: Generation) -> Self {
+        Self::with(generation_code(generation), false, generation)
+    }
+
+    /// Not known yet: `fallback` until a request reveals it.
+    pub fn detecting(fallback: Generation) -> Self {
+        Self::with(0, true, fallback)
+    }
+
+    /// The generation, if fixed, detected or presumed.
+    pub fn get(&self) -> Option<Generation> {
+        match self.0.value.load(std::sync::atomic::Ordering::Acquire) {
+            1 => Some(Generation::V1),
+            2 => Some(Generation::V2),
+            _ => None,
+        }
+    }
+
+    /// The generation to encode and decode with now.
+    pub fn current(&self) -> Generation {
+        self.get().unwrap_or(self.0.fallback)
+    }
+
+    /// Whether a request may still decide the generation.
+    pub fn is_detecting(&self) -> bool {
+        self.0.detecting.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Takes `generation` for now (e.g. what the same token's last
+    /// connection revealed); a revealing request still decides.
+    pub fn presume(&self, generation: Generation) {
+        if self.is_detecting() {
+            self.0.value.store(
+                generation_code(generation),
+                std::sync::atomic::Ordering::Release,
+            );
+            self.0.known.notify_waiters();
+        }
+    }
+
+    /// Settles the generation; true if this call decided it (false when it
+    /// was fixed or already decided).
+    pub fn decide(&self, generation: Generation) -> bool {
+        if !self
+            .0
+            .detecting
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            return false;
+        }
+        self.0.value.store(
+            generation_code(generation),
+            std::sync::atomic::Ordering::Release,
+        );
+        self.0.known.notify_waiters();
+        true
+    }
+
+    /// Resolves once the generation is known (fixed, presumed or decided).
+    pub async fn known(&self) {
+        loop {
+            let notified = self.0.known.notified();
+            if self.get().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// Which transport a session arrived on (for logs and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
@@ -119,7 +235,7 @@ pub enum TransportKind {
 #[derive(Debug)]
 pub struct SessionCtx {
     pub id: SessionId,
-    pub generation: Generation,
+    pub generation: GenerationCell,
     pub transport: TransportKind,
     tx: crate::queue::Sender<Outbound>,
     close: CancellationToken,
@@ -129,13 +245,15 @@ pub struct SessionCtx {
     platform: String,
     /// The `jti` of the token this session authenticated with.
     token_id: Option<Arc<str>>,
-    /// The key of this session's MSG_ACK rows (`sync::ack_device`; v2 only).
+    /// The key of this session's MSG_ACK rows (`sync::ack_device`; used on v2 only).
     ack_device: Option<String>,
     /// The BATCH_SYNC backlog stream and the gate holding back pushes.
     streams: SyncStreams,
     /// The backlog of the last BATCH_SYNC reply, streamed by
     /// [`Self::after_reply`] once the transport queued the reply.
     followup: Option<Backlog>,
+    /// Whether this session is sent its user's own messages (by platform).
+    echo_own: bool,
     last_typing: Option<Instant>,
 }
 
@@ -145,10 +263,12 @@ pub enum Dispatched {
     None,
     /// Send this reply now.
     Reply(Reply),
-    /// The reply is ready when this future resolves (a send awaiting its
-    /// commit). It is already ordered with respect to other sends of the
-    /// connection; the transport may run it concurrently with later frames.
-    Later(BoxFuture<'static, Reply>),
+    /// The reply, if any, is ready when this future resolves (a send
+    /// awaiting its commit; `None`: a transient failure, see
+    /// `answer_transient`). It is already ordered with respect to other
+    /// sends of the connection; the transport may run it concurrently with
+    /// later frames.
+    Later(BoxFuture<'static, Option<Reply>>),
 }
 
 impl std::fmt::Debug for Dispatched {
@@ -161,12 +281,78 @@ impl std::fmt::Debug for Dispatched {
     }
 }
 
+/// The requests the client resends by itself when no reply comes, with
+/// their `request` label; an error reply instead fails them for good:
+/// - SEND_MSG_REQ: the SDK's send queue resends the same request (same
+///   client_msg_id) after 5 s without a reply, at most 3 times
+///   (IMMessageQueue.swift:36-37, 181-230, same at 5529e01 and 07bf3fe);
+///   any non-zero SEND_MSG_RSP marks the message failed
+///   (IMClient.swift:1163-1170 -> IMMessageManager.swift:369-392@07bf3fe;
+///   IMClient.swift:864-868@5529e01).
+/// - v2 BATCH_SYNC_REQ and SYNC_RANGE_REQ: 30 s without a reply, then
+///   retried after 2, 4, 6 s (IMMessageSyncManager.swift:279-289, 305-352,
+///   481-483, 513-563@07bf3fe); an error reply ends the sync
+///   (:644-648, :584-587).
+///
+/// Revoke, read receipts and presence requests are sent once and their
+/// replies only logged, and the v1 SDK syncs over HTTP: those keep their
+/// error codes, which tell other clients what happened.
+fn resent_on_silence(req: &Request) -> Option<&'static str> {
+    match req {
+        Request::Send(_) => Some("send"),
+        Request::BatchSync { .. } => Some("batch_sync"),
+        Request::SyncRange { .. } => Some("sync_range"),
+        _ => None,
+    }
+}
+
+/// The one rule for a request that a transient condition (a retry would
+/// fix it: writer queue full, shutting down, rate limit, store briefly
+/// unavailable) stopped: when the client resends it on silence (`resend`,
+/// from [`resent_on_silence`]), nothing is answered and the suppressed
+/// reply is counted (`im_replies_suppressed_total`); the resend then
+/// succeeds once the condition is over (sends are idempotent on
+/// (sender, client_msg_id)). Otherwise the answer is the condition's error
+/// code and message.
+fn answer_transient(
+    resend: Option<&'static str>,
+    t: Transient,
+) -> Option<(ErrorCode, &'static str)> {
+    match resend {
+        Some(request) => {
+            metrics::counter!(crate::metrics::REPLIES_SUPPRESSED, "request" => request, "reason" => t.reason())
+                .increment(1);
+            tracing::debug!(
+                request,
+                reason = t.reason(),
+                "transient condition: no reply, the client resends"
+            );
+            None
+        }
+        None => Some((t.code(), t.message())),
+    }
+}
+
+/// What a send that was not stored gets: its reply, or for a transient
+/// condition what [`answer_transient`] says.
+fn send_answer(
+    resend: Option<&'static str>,
+    client_msg_id: &str,
+    rejected: SendRejected,
+) -> Option<Reply> {
+    match rejected {
+        SendRejected::Reply(reply) => Some(reply),
+        SendRejected::Transient(t) => answer_transient(resend, t)
+            .map(|(code, msg)| crate::messaging::send_error(client_msg_id, code, msg)),
+    }
+}
+
 impl SessionCtx {
     /// A new unauthenticated session writing into `tx`; `close` is cancelled
     /// when the session must be closed (kick, slow consumer).
     pub fn new(
         id: SessionId,
-        generation: Generation,
+        generation: GenerationCell,
         transport: TransportKind,
         tx: crate::queue::Sender<Outbound>,
         close: CancellationToken,
@@ -185,6 +371,7 @@ impl SessionCtx {
             ack_device: None,
             streams: SyncStreams::default(),
             followup: None,
+            echo_own: true,
             last_typing: None,
         }
     }
@@ -252,6 +439,7 @@ impl SessionCtx {
             close: self.close.clone(),
             token_id: self.token_id.clone(),
             sync_gate: Arc::clone(&self.streams.gate),
+            echo_own: self.echo_own,
         }
     }
 
@@ -271,7 +459,8 @@ impl SessionCtx {
         let cancel = self.close.child_token();
         self.streams.set_current(cancel.clone());
         let (services, streams, tx) = (Arc::clone(services), self.streams.clone(), self.tx.clone());
-        let generation = self.generation;
+        // BATCH_SYNC exists only in v2.
+        let generation = Generation::V2;
         rt.spawn(async move {
             services
                 .messaging
@@ -332,31 +521,41 @@ impl SessionCtx {
         let metered = !matches!(req, Request::Ack { .. } | Request::Typing { .. });
         if metered && !services.limits.user(&me.user) {
             tracing::debug!(user = %me.user, "rate limit exceeded");
-            const MSG: &str = "rate limit exceeded, slow down";
-            return Dispatched::Reply(match req {
-                Request::Send(s) => send_error(&s.client_msg_id, ErrorCode::SendTooFast, MSG),
-                other => Reply::error(other.command(), ErrorCode::SendTooFast, MSG),
-            });
+            let command = req.command();
+            return match answer_transient(resent_on_silence(&req), Transient::RateLimited) {
+                Some((code, msg)) => Dispatched::Reply(Reply::error(command, code, msg)),
+                None => Dispatched::None,
+            };
         }
+        let resend = resent_on_silence(&req);
         match req {
             Request::Send(send) => {
                 let client_msg_id = send.client_msg_id.clone();
                 match m.begin_send(&me.user, send).await {
-                    Err(reply) => Dispatched::Reply(reply),
+                    Err(rejected) => match send_answer(resend, &client_msg_id, rejected) {
+                        Some(reply) => Dispatched::Reply(reply),
+                        None => Dispatched::None,
+                    },
                     Ok((pending, recipients)) => {
                         let services = Arc::clone(services);
                         let session = self.id;
                         Dispatched::Later(Box::pin(async move {
+                            let cid = client_msg_id.clone();
                             services
                                 .messaging
                                 .finish_send(&me.user, session, client_msg_id, pending, recipients)
                                 .await
+                                .map_or_else(|r| send_answer(resend, &cid, r), Some)
                         }))
                     }
                 }
             }
             Request::Ack { message_id, .. } => {
-                let device = self.ack_device.as_deref();
+                // Per-message rows serve BATCH_SYNC only: v2.
+                let device = self
+                    .ack_device
+                    .as_deref()
+                    .filter(|_| self.generation.current() == Generation::V2);
                 if let Err(e) = m.ack(&me.user, &self.platform, device, &message_id).await {
                     tracing::warn!(error = %e, "recording MSG_ACK failed");
                 }
@@ -460,6 +659,26 @@ impl SessionCtx {
                 return fail(e.code(), &e.public_message());
             }
         };
+        self.authenticate_as(services, identity, platform).await
+    }
+
+    /// Makes the session `identity`'s, whose token the caller has checked
+    /// with [`AccountService::authenticate`] (a WebSocket's `?token=` at the
+    /// upgrade): what a successful AUTH_REQ does (user recorded, presence,
+    /// hub registration with the kick policy, re-auth of an authenticated
+    /// session). An empty `platform` takes the token's. Returns the AUTH
+    /// reply (`Success`, or `Unknown` when storage failed).
+    pub async fn authenticate_as(
+        &mut self,
+        services: &Services,
+        identity: Identity,
+        platform: String,
+    ) -> Reply {
+        let fail = |code: ErrorCode, msg: &str| Reply::Auth {
+            code,
+            msg: msg.to_owned(),
+            max_seq: 0,
+        };
         let now = services.messaging.clock.now_ms();
         if let Err(e) = services.users.touch(&identity.user, now).await {
             tracing::error!(error = %e, "recording user failed");
@@ -488,13 +707,11 @@ impl SessionCtx {
         } else {
             platform
         };
+        self.echo_own = services.messaging.config().echoes_own_messages(&platform);
         self.platform = platform.clone();
         self.token_id = identity.token_id.as_deref().map(Arc::from);
         self.streams.stop();
-        self.ack_device = match self.generation {
-            Generation::V2 => crate::sync::ack_device(&platform, identity.token_id.as_deref()),
-            Generation::V1 => None,
-        };
+        self.ack_device = crate::sync::ack_device(&platform, identity.token_id.as_deref());
         *self.viewer.write() = Arc::from(identity.user.as_str());
         // Up before any older session is kicked: the kicked session's close
         // then never looks like the user's last session going away.

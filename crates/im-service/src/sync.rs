@@ -289,6 +289,9 @@ impl MessagingService {
         message_id: &str,
     ) -> Result<(), StoreError> {
         match self.resolve_message(user, message_id).await? {
+            // Chat rooms keep no per-member state (one row per member per
+            // message would be the cost of a large room).
+            Some(m) if m.conversation_type == im_core::ConversationType::ChatRoom => Ok(()),
             Some(m) if self.is_participant(user, &m).await? => {
                 self.store
                     .record_delivered(user, platform, &m.conversation_id, m.seq)
@@ -693,10 +696,13 @@ impl MessagingService {
                 has_more: false,
             }
         };
-        if let Err(e) = access(&self.directory, user, &conversation_id).await {
-            let (code, msg) = wire_error(&e);
-            return fail(code, &msg, request_id, conversation_id);
-        }
+        let a = match access(&self.directory, user, &conversation_id).await {
+            Ok(a) => a,
+            Err(e) => {
+                let (code, msg) = wire_error(&e);
+                return fail(code, &msg, request_id, conversation_id);
+            }
+        };
         if start_seq < 1 || end_seq < start_seq {
             return fail(
                 ErrorCode::InvalidParam,
@@ -705,10 +711,24 @@ impl MessagingService {
                 conversation_id,
             );
         }
+        // A chat room serves only its newest messages.
+        let floor = match crate::chatrooms::readable_floor(
+            self.conversations.as_ref(),
+            &a.conversation,
+            self.rooms().config().history_messages,
+        )
+        .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                let (code, m) = store_code(&e);
+                return fail(code, m, request_id, conversation_id);
+            }
+        };
         let limit = self.clamp_count(count);
         let msgs = match self
             .store
-            .conversation_range(&conversation_id, start_seq - 1, end_seq, limit)
+            .conversation_range(&conversation_id, start_seq.max(floor) - 1, end_seq, limit)
             .await
         {
             Ok(m) => m,

@@ -8,11 +8,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use im_core::command::{Event, Reply, cmd};
+use im_core::command::{Event, Reply, Request, cmd};
 use im_core::{ErrorCode, Generation};
 use im_protocol::DecodeError;
 use im_service::queue;
-use im_service::session::{TransportKind, ViewerCell, viewer_cell};
+use im_service::session::{GenerationCell, TransportKind, ViewerCell, viewer_cell};
 use im_service::{Dispatched, Outbound, SessionCtx};
 use tokio::io::{AsyncReadExt, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -40,6 +40,13 @@ pub(crate) struct Session {
     inflight: Arc<Semaphore>,
     bad_frames: u32,
     failed_auths: u32,
+    /// Plain `/ws`: the generation may be detected, and is remembered per
+    /// token for the token's next connection.
+    detects: bool,
+    /// The generation was decided by one of this session's requests.
+    detected: bool,
+    /// The key of the token that authenticated this session (plain `/ws`).
+    pub(crate) token_key: Option<u64>,
     _open: crate::metrics::OpenConnection,
 }
 
@@ -52,9 +59,10 @@ const MAX_FAILED_AUTHS: u32 = 4;
 impl Session {
     pub(crate) fn new(
         transport: Arc<Transport>,
-        generation: Generation,
+        generation: GenerationCell,
         kind: TransportKind,
     ) -> (Self, queue::Receiver<Outbound>) {
+        let detects = generation.is_detecting();
         let (tx, rx) = queue::channel(transport.cfg.outbound_queue.max(1));
         let close = transport.shutdown.child_token();
         let viewer = viewer_cell();
@@ -78,6 +86,9 @@ impl Session {
                 inflight,
                 bad_frames: 0,
                 failed_auths: 0,
+                detects,
+                detected: false,
+                token_key: None,
                 _open: crate::metrics::OpenConnection::new(kind),
             },
             rx,
@@ -86,11 +97,18 @@ impl Session {
 
     /// Decodes and dispatches one frame's body.
     pub(crate) async fn handle(&mut self, command: i32, sequence: u32, body: &[u8]) -> Flow {
-        let req = match im_protocol::decode_request(self.ctx.generation, command, body) {
+        let generation = self.generation_for(command, body);
+        let req = match im_protocol::decode_request(generation, command, body) {
             Ok(req) => req,
             Err(e) => return self.bad_frame(command, sequence, &e).await,
         };
         self.bad_frames = 0;
+        let token_key = match &req {
+            Request::Auth { token, .. } if self.detects => {
+                Some(self.transport.ws_generations.key(token))
+            }
+            _ => None,
+        };
         let services = Arc::clone(&self.transport.services);
         match self.ctx.dispatch(&services, req).await {
             Dispatched::None => Flow::Continue,
@@ -103,6 +121,10 @@ impl Session {
                 self.ctx.after_reply(&services);
                 if auth_code == Some(ErrorCode::Success) {
                     self.failed_auths = 0;
+                    if token_key.is_some() {
+                        self.token_key = token_key;
+                        self.remember();
+                    }
                 } else if auth_code.is_some() {
                     self.failed_auths += 1;
                     if self.failed_auths > MAX_FAILED_AUTHS {
@@ -122,17 +144,57 @@ impl Session {
                 };
                 let tx = self.tx.clone();
                 self.transport.tracker.spawn(async move {
-                    let reply = fut.await;
-                    let _ = tx
-                        .send(Outbound::Reply {
-                            seq: sequence,
-                            reply: Box::new(reply),
-                        })
-                        .await;
+                    // None: a transient failure the client recovers from by
+                    // resending (see `im_service::session`).
+                    if let Some(reply) = fut.await {
+                        let _ = tx
+                            .send(Outbound::Reply {
+                                seq: sequence,
+                                reply: Box::new(reply),
+                            })
+                            .await;
+                    }
                     drop(permit);
                 });
                 Flow::Continue
             }
+        }
+    }
+
+    /// The generation to decode a request with; on plain `/ws`, the first
+    /// request that reveals the client's generation decides it.
+    fn generation_for(&mut self, command: i32, body: &[u8]) -> Generation {
+        let cell = &self.ctx.generation;
+        let found = if cell.is_detecting() {
+            im_protocol::detect::detect(command, body)
+        } else {
+            None
+        };
+        if let Some(g) = found {
+            if cell.decide(g) {
+                self.detected = true;
+                crate::metrics::ws_generation_detected(g);
+                tracing::debug!(
+                    session = self.ctx.id.0,
+                    generation = ?g,
+                    command,
+                    "websocket generation detected"
+                );
+                self.remember();
+            }
+            return g;
+        }
+        cell.current()
+    }
+
+    /// Records the detected generation for the session's token, so that
+    /// the token's next connection (the SDK's reconnect, which sends no
+    /// request) is encoded alike from the start.
+    pub(crate) fn remember(&self) {
+        if let (true, Some(key), Some(g)) =
+            (self.detected, self.token_key, self.ctx.generation.get())
+        {
+            self.transport.ws_generations.insert(key, g);
         }
     }
 

@@ -43,8 +43,12 @@ pub struct TransportConfig {
     pub max_frame_bytes: usize,
     /// Bound of each session's outbound queue (frames).
     pub outbound_queue: usize,
-    /// Generation of plain `/ws` when no `?v=` is given.
+    /// Generation of plain `/ws` (no `?v=`) until a connection's requests
+    /// reveal its own.
     pub ws_default_generation: Generation,
+    /// How long after a plain-`/ws` connection opens its pushes wait for
+    /// its generation to be known; then they use `ws_default_generation`.
+    pub ws_detect_hold: Duration,
     /// Sends of one connection awaiting their commit at once.
     pub max_inflight_sends: usize,
     /// Consecutive undecodable frames tolerated before the connection is closed.
@@ -65,6 +69,7 @@ impl Default for TransportConfig {
             max_frame_bytes: 1024 * 1024,
             outbound_queue: 1024,
             ws_default_generation: Generation::V1,
+            ws_detect_hold: Duration::from_secs(3),
             max_inflight_sends: 64,
             max_bad_frames: 8,
             metrics: None,
@@ -81,6 +86,8 @@ pub struct Transport {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) conn_limit: Arc<Semaphore>,
+    /// The generation each token's last plain-`/ws` connection revealed.
+    pub(crate) ws_generations: ws::TokenGenerations,
 }
 
 impl std::fmt::Debug for Transport {
@@ -107,6 +114,7 @@ impl Transport {
             shutdown,
             tracker: TaskTracker::new(),
             conn_limit,
+            ws_generations: ws::TokenGenerations::new(ws::REMEMBERED_TOKENS),
         })
     }
 

@@ -33,6 +33,16 @@ pub const HTTP_REQUESTS: &str = "im_http_requests_total";
 /// HTTP request latency until the response head, by `method` and `route`.
 pub const HTTP_REQUEST_SECONDS: &str = "im_http_request_duration_seconds";
 
+/// Plain-`/ws` connections whose generation became known, by `generation`
+/// (`v1`, `v2`) and `source`: `detected` (a request revealed it),
+/// `remembered` (what the same token's last connection revealed, for a
+/// `?token=` reconnect), `hold_expired` (pushes waited
+/// `server.ws_detect_hold` and fell back to `server.ws_default_generation`).
+pub const WS_GENERATIONS: &str = "im_ws_generations_total";
+/// WebSocket upgrades carrying `?token=`, by `result`: `ok` (the session is
+/// authenticated), `refused` (401), `unavailable` (503: storage failed).
+pub const WS_QUERY_TOKENS: &str = "im_ws_query_tokens_total";
+
 /// Registers the descriptions (`# HELP`) of this crate's metrics.
 pub fn describe() {
     describe_gauge!(
@@ -55,6 +65,14 @@ pub fn describe() {
     describe_counter!(
         TLS_HANDSHAKE_FAILURES,
         "TLS handshakes that failed, by transport and reason (timeout, protocol, io)"
+    );
+    describe_counter!(
+        WS_GENERATIONS,
+        "Plain /ws connections whose generation became known, by generation and source (detected, remembered, hold_expired)"
+    );
+    describe_counter!(
+        WS_QUERY_TOKENS,
+        "WebSocket upgrades carrying ?token=, by result (ok, refused, unavailable)"
     );
     describe_counter!(
         HTTP_REQUESTS,
@@ -83,6 +101,28 @@ pub(crate) fn refused(kind: TransportKind) {
 /// while its TLS handshake would hold a slot).
 pub(crate) fn refused_label(transport: &'static str) {
     counter!(CONNECTIONS_REFUSED, "transport" => transport).increment(1);
+}
+
+fn generation_label(g: im_core::Generation) -> &'static str {
+    match g {
+        im_core::Generation::V1 => "v1",
+        im_core::Generation::V2 => "v2",
+    }
+}
+
+/// Counts a plain-`/ws` connection whose generation became known.
+pub(crate) fn ws_generation(g: im_core::Generation, source: &'static str) {
+    counter!(WS_GENERATIONS, "generation" => generation_label(g), "source" => source).increment(1);
+}
+
+/// Counts a request revealing its connection's generation.
+pub(crate) fn ws_generation_detected(g: im_core::Generation) {
+    ws_generation(g, "detected");
+}
+
+/// Counts an upgrade carrying `?token=` by result.
+pub(crate) fn ws_query_token(result: &'static str) {
+    counter!(WS_QUERY_TOKENS, "result" => result).increment(1);
 }
 
 /// Counts a failed TLS handshake.

@@ -9,7 +9,7 @@ use im_core::Generation;
 use im_protocol::tcp::{decode_packet, encode_packet};
 use im_service::Outbound;
 use im_service::queue;
-use im_service::session::{TransportKind, ViewerCell};
+use im_service::session::{GenerationCell, TransportKind, ViewerCell};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::OwnedSemaphorePermit;
@@ -68,8 +68,11 @@ async fn serve_with(transport: Arc<Transport>, listener: TcpListener, tls: Optio
 
 async fn run<S: SplitStream>(transport: Arc<Transport>, stream: S, permit: OwnedSemaphorePermit) {
     let (mut rd, wr) = stream.split_stream();
-    let (mut session, out_rx) =
-        Session::new(Arc::clone(&transport), Generation::V2, TransportKind::Tcp);
+    let (mut session, out_rx) = Session::new(
+        Arc::clone(&transport),
+        GenerationCell::fixed(Generation::V2),
+        TransportKind::Tcp,
+    );
     transport.tracker.spawn(writer(
         wr,
         out_rx,

@@ -48,6 +48,7 @@ pub struct Proc {
     child: Child,
     pub tcp: SocketAddr,
     pub http: SocketAddr,
+    pub ws: SocketAddr,
 }
 
 impl Proc {
@@ -79,7 +80,13 @@ impl Proc {
         let tcp: SocketAddr = format!("127.0.0.1:{tcp}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         let http: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
-        let mut p = Self { child, tcp, http };
+        let ws: SocketAddr = format!("127.0.0.1:{ws}").parse().unwrap();
+        let mut p = Self {
+            child,
+            tcp,
+            http,
+            ws,
+        };
         loop {
             if let Ok(mut c) = Client::connect_tcp(tcp).await {
                 if c.heartbeat().await.is_ok() {
@@ -118,7 +125,7 @@ impl Proc {
     }
 }
 
-fn token(user: &str) -> String {
+pub(crate) fn token(user: &str) -> String {
     let auth = im_service::JwtAuth::new(SECRET.as_bytes(), false);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

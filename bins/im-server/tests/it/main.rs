@@ -24,7 +24,10 @@ mod lifecycle;
 mod logs;
 mod messaging;
 mod overload;
+mod sdk_rooms;
+mod sdk_send;
 mod sdk_sync;
+mod sdk_ws;
 mod tls;
 
 use std::time::Duration;

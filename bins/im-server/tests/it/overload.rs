@@ -24,7 +24,7 @@ async fn pushes(c: &mut Client) -> usize {
 }
 
 #[tokio::test]
-async fn a_user_over_its_rate_gets_send_too_fast_and_others_keep_sending() {
+async fn a_user_over_its_rate_gets_no_send_replies_and_others_keep_sending() {
     let s = TestServer::start_with(|c| {
         c.rate_limit.requests_per_second = 1;
         c.rate_limit.burst = 5;
@@ -32,28 +32,38 @@ async fn a_user_over_its_rate_gets_send_too_fast_and_others_keep_sending() {
     .await;
     let mut a = s.tcp("rl_a").await;
     let mut b = s.ws("rl_b", Generation::V2, "iOS").await;
-    let mut accepted = 0;
+    let mut seqs = Vec::new();
     for i in 0..20 {
-        match a
-            .send_text("single_rl_a_rl_b", &format!("burst-{i}"), "x")
-            .await
-            .unwrap()
-        {
+        let req = Request::Send(im_core::command::SendRequest {
+            client_msg_id: format!("burst-{i}"),
+            conversation_id: "single_rl_a_rl_b".into(),
+            receiver_id: "rl_b".into(),
+            message_type: 1,
+            content: bytes::Bytes::from(format!("x{i}")),
+            ..Default::default()
+        });
+        seqs.push(a.send(&req).await.unwrap());
+    }
+    // Over the limit a send gets no reply (the SDK resends it; an error
+    // would mark it failed for good, see sdk_send.rs); what is answered
+    // is accepted.
+    let mut accepted = 0;
+    while let Some((seq, r)) = a.next_reply(QUIET).await.unwrap() {
+        let i = seqs.iter().position(|s| *s == seq).unwrap();
+        match r {
             Reply::Send {
                 code: ErrorCode::Success,
-                ..
-            } => accepted += 1,
-            Reply::Send {
-                code: ErrorCode::SendTooFast,
                 client_msg_id,
                 ..
-            } => assert_eq!(client_msg_id, format!("burst-{i}")),
+            } => {
+                assert_eq!(client_msg_id, format!("burst-{i}"));
+                accepted += 1;
+            }
             r => panic!("unexpected reply {r:?}"),
         }
     }
     // The burst, plus what refilled at 1/s while the 20 went out.
     assert!((5..=7).contains(&accepted), "accepted {accepted} of 20");
-    // Other requests of the limited user are refused with the same code.
     let r = a.heartbeat().await.unwrap();
     assert!(
         matches!(r, Reply::Heartbeat { .. }),

@@ -10,6 +10,8 @@ mod convert_replies;
 #[cfg(test)]
 mod convert_requests;
 #[cfg(test)]
+mod detect;
+#[cfg(test)]
 mod doc_bytes;
 #[cfg(test)]
 mod fixtures;

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 
 use crate::invariants;
 
-fn config(cases: u32) -> ProptestConfig {
+pub(crate) fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
         // Failures are reported with their shrunk input; nothing to persist.
@@ -82,7 +82,7 @@ fn send(generation: Generation) -> impl Strategy<Value = Request> {
 }
 
 /// Any request that exists in `generation`.
-fn request(generation: Generation) -> BoxedStrategy<Request> {
+pub(crate) fn request(generation: Generation) -> BoxedStrategy<Request> {
     let common = prop_oneof![
         any::<i64>().prop_map(|client_time| Request::Heartbeat { client_time }),
         (text(), text(), text()).prop_map(|(user_id, token, platform)| Request::Auth {
@@ -149,11 +149,11 @@ fn generation_and_request() -> impl Strategy<Value = (Generation, Request)> {
 }
 
 /// Byte edits: (position, xor mask) pairs; positions wrap around.
-fn edits() -> impl Strategy<Value = Vec<(usize, u8)>> {
+pub(crate) fn edits() -> impl Strategy<Value = Vec<(usize, u8)>> {
     prop::collection::vec((any::<usize>(), 1..=255u8), 0..4)
 }
 
-fn apply(bytes: &mut [u8], edits: &[(usize, u8)]) {
+pub(crate) fn apply(bytes: &mut [u8], edits: &[(usize, u8)]) {
     if bytes.is_empty() {
         return;
     }
@@ -164,7 +164,7 @@ fn apply(bytes: &mut [u8], edits: &[(usize, u8)]) {
 }
 
 /// Command numbers worth trying: every one the contract names, plus noise.
-fn command() -> impl Strategy<Value = i32> {
+pub(crate) fn command() -> impl Strategy<Value = i32> {
     prop_oneof![
         3 => prop::sample::select(vec![
             0, 1, 5, 6, 100, 101, 104, 200, 201, 202, 203, 204, 205, 206, 207, 300, 301, 302,

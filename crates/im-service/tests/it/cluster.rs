@@ -98,6 +98,23 @@ async fn pushes_cross_nodes_to_the_peer_and_the_senders_other_devices() {
 }
 
 #[tokio::test]
+async fn own_messages_skip_sdk_sessions_on_other_nodes_too() {
+    let n = nodes();
+    let mut alice_web = Conn::login(&n.a, "alice", "web").await;
+    let mut alice_ios = Conn::login(&n.b, "alice", "iOS").await;
+    let mut alice_android = Conn::login(&n.b, "alice", "Android").await;
+    let r = send(&n.a, &mut alice_web, "single_alice_bob", "c1", "hi").await;
+    assert_eq!(code_of(&r), ErrorCode::Success);
+    match next_push(&mut alice_android).await {
+        Some(Event::Message(m)) => assert_eq!(m.client_msg_id, "c1"),
+        other => panic!("{other:?}"),
+    }
+    // The remote node applies the same rule: the SDK session hears nothing
+    // (the Android push went through the same bus batch).
+    assert!(alice_ios.pushes().is_empty());
+}
+
+#[tokio::test]
 async fn login_on_another_node_kicks_the_same_platform() {
     let n = nodes();
     let mut old = Conn::login(&n.a, "bob", "iOS").await;
@@ -221,4 +238,57 @@ async fn next_push_quick(c: &mut Conn) -> Option<Event> {
         Ok(Some(Outbound::Event(e))) => Some(e.as_ref().clone()),
         _ => None,
     }
+}
+
+/// Waits until node `env` knows `count` members of chat room `room`
+/// (joins and leaves travel on the bus).
+async fn room_members_become(env: &Env, room: &str, count: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while env.services.messaging.chat_room_member_count(room) != count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "room {room} never reached {count} members"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Chat room membership is replicated: a join on node A lets a message
+/// sent through node B reach the member; a leave on A stops it.
+#[tokio::test]
+async fn chat_room_membership_spans_nodes() {
+    let n = nodes();
+    let mut alice = Conn::login(&n.a, "alice", "iOS").await;
+    let mut bob = Conn::login(&n.b, "bob", "iOS").await;
+    let user = |s: &str| im_core::UserId::parse(s).unwrap();
+    n.a.services
+        .messaging
+        .join_chat_room(&user("alice"), "hall")
+        .unwrap();
+    room_members_become(&n.b, "hall", 1).await;
+    // bob joins by sending through node B; alice (node A) gets it.
+    let r = send(&n.b, &mut bob, "chatroom_hall", "b1", "hello hall").await;
+    assert_eq!(code_of(&r), ErrorCode::Success);
+    match next_push(&mut alice).await {
+        Some(Event::Message(m)) => assert_eq!(m.conversation_id, "chatroom_hall"),
+        other => panic!("{other:?}"),
+    }
+    room_members_become(&n.a, "hall", 2).await;
+    let r = send(&n.a, &mut alice, "chatroom_hall", "a1", "hi bob").await;
+    assert_eq!(code_of(&r), ErrorCode::Success);
+    match next_push(&mut bob).await {
+        Some(Event::Message(m)) => assert_eq!(m.client_msg_id, "a1"),
+        other => panic!("{other:?}"),
+    }
+    // alice leaves through node A: B stops pushing to her.
+    n.a.services
+        .messaging
+        .leave_chat_room(&user("alice"), "hall")
+        .unwrap();
+    room_members_become(&n.b, "hall", 1).await;
+    let r = send(&n.b, &mut bob, "chatroom_hall", "b2", "anyone?").await;
+    assert_eq!(code_of(&r), ErrorCode::Success);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(alice.pushes().is_empty());
 }

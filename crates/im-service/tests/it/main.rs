@@ -150,7 +150,7 @@ impl Conn {
         let id = env.services.messaging.hub().next_session_id();
         let ctx = SessionCtx::new(
             id,
-            Generation::V2,
+            im_service::session::GenerationCell::fixed(Generation::V2),
             TransportKind::Tcp,
             tx,
             close.clone(),
@@ -163,11 +163,9 @@ impl Conn {
         match self.ctx.dispatch(&env.services, req).await {
             Dispatched::None => None,
             Dispatched::Reply(r) => Some(r),
-            Dispatched::Later(f) => Some(
-                tokio::time::timeout(Duration::from_secs(5), f)
-                    .await
-                    .expect("send timed out"),
-            ),
+            Dispatched::Later(f) => tokio::time::timeout(Duration::from_secs(5), f)
+                .await
+                .expect("send timed out"),
         }
     }
 

@@ -447,3 +447,54 @@ async fn ack_records_delivery_for_the_device() {
     );
     let _ = env.clock;
 }
+
+/// The client msg ids of the messages pushed to `c` so far.
+fn pushed_ids(c: &mut Conn) -> Vec<String> {
+    c.pushes()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.client_msg_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_outage_past_the_writers_retries_gets_no_reply_and_the_resend_recovers() {
+    let env = env();
+    let mut alice = Conn::login(&env, "alice", "iOS").await;
+    let mut bob = Conn::login(&env, "bob", "iOS").await;
+    // More failures than the writer retries (4): the batch fails for good
+    // with a retryable error.
+    env.store.fail_next_appends(5);
+    let r = alice.call(&env, text("single_alice_bob", "c1", "hi")).await;
+    assert_eq!(r, None, "a transient store failure is not answered");
+    assert!(pushed_ids(&mut bob).is_empty());
+    // The SDK resends the same request: stored once, answered, pushed once.
+    let r = alice
+        .call(&env, text("single_alice_bob", "c1", "hi"))
+        .await
+        .unwrap();
+    assert_eq!(crate::code_of(&r), ErrorCode::Success);
+    assert_eq!(pushed_ids(&mut bob), ["c1"]);
+}
+
+#[tokio::test]
+async fn a_send_while_shutting_down_gets_no_reply_but_refusals_keep_their_code() {
+    let mut env = env();
+    let mut alice = Conn::login(&env, "alice", "iOS").await;
+    // The writer is gone, as during shutdown.
+    env._writer_tasks.abort_all();
+    while env._writer_tasks.join_next().await.is_some() {}
+    let r = alice.call(&env, text("single_alice_bob", "c1", "hi")).await;
+    assert_eq!(
+        r, None,
+        "shutting down is transient: the client resends elsewhere"
+    );
+    // A request a retry cannot fix is still refused with its code.
+    let r = alice
+        .call(&env, text("single_carol_dave", "c2", "hi"))
+        .await
+        .unwrap();
+    assert_eq!(crate::code_of(&r), ErrorCode::PermissionDenied);
+}

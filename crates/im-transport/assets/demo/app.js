@@ -11,6 +11,8 @@ const fromUtf8 = new TextDecoder();
 
 const PLATFORM = 'web';
 const REQUEST_TIMEOUT_MS = 10000;
+// Resends of a send left without a response before it is shown as failed.
+const MAX_SEND_RESENDS = 3;
 const HEARTBEAT_MS = 25000;
 const TYPING_SEND_EVERY_MS = 1500;
 const TYPING_SHOWN_MS = 4000;
@@ -239,8 +241,20 @@ async function submit(c, msg) {
       if (msg.state === 'sending') msg.state = 'sent';
     }
   } catch (e) {
-    // No response (connection lost): resent after the next AUTH.
-    if (msg.state === 'sending') showError(`send pending: ${e.message}`);
+    // No response: the server leaves a send unanswered when a retry would
+    // fix it (busy, rate limit, storage briefly away), so resend it with the
+    // same client_msg_id, a few times like the SDK, then give up. Not
+    // connected: resent after the next AUTH.
+    if (msg.state !== 'sending') return;
+    if (e.message === 'no response') {
+      msg.tries = (msg.tries || 0) + 1;
+      if (msg.tries <= MAX_SEND_RESENDS && state.authed) {
+        submit(c, msg);
+        return;
+      }
+      if (msg.tries > MAX_SEND_RESENDS) msg.state = 'failed';
+    }
+    showError(`send ${msg.state === 'failed' ? 'failed' : 'pending'}: ${e.message}`);
   }
   renderAll();
 }

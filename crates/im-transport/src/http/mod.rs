@@ -6,6 +6,7 @@
 
 mod accounts;
 mod auth;
+mod chatrooms;
 mod conversations;
 pub mod demo;
 pub mod dto;
@@ -18,6 +19,7 @@ pub mod fuzzing;
 mod groups;
 mod openapi;
 mod sync;
+mod system;
 mod tls;
 mod users;
 
@@ -62,6 +64,8 @@ fn api() -> (Router<Arc<Transport>>, utoipa::openapi::OpenApi) {
         .merge(conversations::routes())
         .merge(sync::routes())
         .merge(files::routes())
+        .merge(chatrooms::routes())
+        .merge(system::routes())
         .split_for_parts();
     (router, openapi::finish(doc))
 }

@@ -23,6 +23,14 @@ const PUBLIC: &[&str] = &[
     "/files/{file_id}",
 ];
 
+/// Routes of the app backend: authorised by the backend token (scheme
+/// `backend`), not by a user's JWT.
+const BACKEND: &[&str] = &[
+    "/api/system/notice",
+    "/api/system/chatroom/{roomID}/join",
+    "/api/system/chatroom/{roomID}/leave",
+];
+
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(
@@ -37,6 +45,8 @@ const PUBLIC: &[&str] = &[
         (name = "conversations", description = "conversation list and history"),
         (name = "sync", description = "v1 HTTP sync"),
         (name = "files", description = "uploads and downloads"),
+        (name = "chatrooms", description = "chat room join and leave"),
+        (name = "backend", description = "calls of the app backend, authorised by the backend token (`backend.token`), not by a user's JWT"),
         (name = "ops", description = "health and readiness")
     )
 )]
@@ -62,8 +72,22 @@ pub(super) fn finish(mut doc: OpenApi) -> OpenApi {
                 .build(),
         ),
     );
+    components.add_security_scheme(
+        "backend",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("the configured backend.token"))
+                .build(),
+        ),
+    );
     for (path, item) in doc.paths.paths.iter_mut() {
         let public = PUBLIC.contains(&path.as_str());
+        let scheme = if BACKEND.contains(&path.as_str()) {
+            "backend"
+        } else {
+            "bearer"
+        };
         let ops = [
             &mut item.get,
             &mut item.post,
@@ -73,13 +97,13 @@ pub(super) fn finish(mut doc: OpenApi) -> OpenApi {
             &mut item.head,
         ];
         for op in ops.into_iter().flatten() {
-            finish_operation(op, public);
+            finish_operation(op, public, scheme);
         }
     }
     doc
 }
 
-fn finish_operation(op: &mut Operation, public: bool) {
+fn finish_operation(op: &mut Operation, public: bool, scheme: &str) {
     let errors: &[(&str, &str)] = &[
         ("400", "invalid parameters"),
         ("401", "missing, invalid, expired or revoked token"),
@@ -110,10 +134,7 @@ fn finish_operation(op: &mut Operation, public: bool) {
         }
     }
     if !public {
-        op.security = Some(vec![SecurityRequirement::new(
-            "bearer",
-            Vec::<String>::new(),
-        )]);
+        op.security = Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
     }
 }
 
@@ -151,6 +172,9 @@ mod tests {
             "/messages/sync_range",
             "/api/conversations",
             "/api/messages/history",
+            "/api/chatroom/{roomID}/join",
+            "/api/chatroom/{roomID}/leave",
+            "/api/system/notice",
             "/health",
             "/ready",
         ] {
@@ -178,6 +202,9 @@ mod tests {
                 assert!(responses.contains_key("200"), "{method} {path}");
                 assert!(responses.contains_key("401"), "{method} {path}");
                 let secured = op.get("security").is_some();
+                if super::BACKEND.contains(&path.as_str()) {
+                    assert!(op["security"][0].get("backend").is_some(), "{path}");
+                }
                 assert_eq!(
                     secured,
                     !super::PUBLIC.contains(&path.as_str()),
