@@ -122,6 +122,8 @@ pub fn service_config(c: &Config) -> ServiceConfig {
         sync_default_per_conversation: c.message.sync_default_per_conversation,
         sync_max_per_conversation: c.message.sync_max_per_conversation,
         sync_max_reply_bytes: c.message.sync_max_reply_bytes,
+        sync_stream_max_messages: c.message.sync_stream_max_messages,
+        sync_stream_max_bytes: c.message.sync_stream_max_bytes,
         typing_min_interval: c.message.typing_min_interval,
         writer: im_service::WriterConfig {
             batch_size: c.message.writer.batch_size,

@@ -585,6 +585,10 @@ pub struct MessageConfig {
     pub sync_max_per_conversation: u32,
     /// Upper bound of one sync reply body (must stay below `session.max_frame_bytes`).
     pub sync_max_reply_bytes: usize,
+    /// Most messages streamed as BATCH_MSG after one BATCH_SYNC reply.
+    pub sync_stream_max_messages: u32,
+    /// Most bytes streamed as BATCH_MSG after one BATCH_SYNC reply.
+    pub sync_stream_max_bytes: usize,
     /// Minimum interval between two relayed typing notifications of a session.
     #[serde(deserialize_with = "duration::human")]
     pub typing_min_interval: Duration,
@@ -605,6 +609,8 @@ impl Default for MessageConfig {
             sync_default_per_conversation: 100,
             sync_max_per_conversation: 500,
             sync_max_reply_bytes: 768 * 1024,
+            sync_stream_max_messages: 10_000,
+            sync_stream_max_bytes: 64 * 1024 * 1024,
             typing_min_interval: Duration::from_millis(200),
             writer: WriterConfig::default(),
             batch_size: None,
@@ -1346,6 +1352,32 @@ impl Config {
                 ),
             );
         }
+        // One message (content and extra up to max_content_bytes each, ids,
+        // fields) must fit in one sync frame, which also stays under the
+        // SDK's 1 MiB packet limit.
+        let frame = m.sync_max_reply_bytes.min(1 << 20);
+        if m.max_content_bytes.saturating_mul(2).saturating_add(4096) > frame {
+            v.issue(
+                "message.max_content_bytes",
+                format!(
+                    "twice it plus 4096 must fit in one sync frame (message.sync_max_reply_bytes, \
+                     at most 1 MiB: {frame}), got {}",
+                    m.max_content_bytes
+                ),
+            );
+        }
+        v.range(
+            "message.sync_stream_max_messages",
+            m.sync_stream_max_messages,
+            0,
+            1_000_000,
+        );
+        v.range(
+            "message.sync_stream_max_bytes",
+            m.sync_stream_max_bytes,
+            0,
+            1 << 30,
+        );
         let w = &m.writer;
         v.range("message.writer.batch_size", w.batch_size, 1, 10_000);
         v.range(

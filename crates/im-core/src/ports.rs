@@ -109,6 +109,39 @@ pub trait MessageStore: Send + Sync {
         device: &str,
         conversation_id: &str,
     ) -> StoreResult<i64>;
+
+    /// Records that `device` of `user` acknowledged message `seq` of
+    /// `conversation_id` (one MSG_ACK; idempotent). Unlike
+    /// [`Self::record_delivered`] this says nothing about lower seqs.
+    async fn record_acked(
+        &self,
+        user: &UserId,
+        device: &str,
+        conversation_id: &str,
+        seq: i64,
+    ) -> StoreResult<()>;
+
+    /// [`Self::conversation_range`] without the messages `device` of `user`
+    /// acknowledged ([`Self::record_acked`]): the first `limit` of the others.
+    async fn conversation_unacked(
+        &self,
+        conversation_id: &str,
+        after_seq: i64,
+        up_to_seq: i64,
+        user: &UserId,
+        device: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>>;
+
+    /// Forgets the acknowledgements of `device` of `user` at or below the
+    /// cursor given for their conversation in `cursors` (conversations not
+    /// listed keep theirs); returns how many were forgotten.
+    async fn forget_acked(
+        &self,
+        user: &UserId,
+        device: &str,
+        cursors: &[(String, i64)],
+    ) -> StoreResult<u64>;
 }
 
 /// Users known to the server.

@@ -18,6 +18,7 @@ pub mod pb;
 pub mod tcp;
 pub mod ws;
 
+pub use convert::size::encode_batch;
 pub use convert::{
     ServerFrame, decode_request, decode_server_frame, encode_event, encode_reply, encode_request,
 };

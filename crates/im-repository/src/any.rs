@@ -257,6 +257,37 @@ impl MessageStore for AnyStore {
     ) -> StoreResult<i64> {
         delegate!(self, s => s.delivered_seq(user, device, conversation_id).await)
     }
+
+    async fn record_acked(
+        &self,
+        user: &UserId,
+        device: &str,
+        conversation_id: &str,
+        seq: i64,
+    ) -> StoreResult<()> {
+        delegate!(self, s => s.record_acked(user, device, conversation_id, seq).await)
+    }
+
+    async fn conversation_unacked(
+        &self,
+        conversation_id: &str,
+        after_seq: i64,
+        up_to_seq: i64,
+        user: &UserId,
+        device: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        delegate!(self, s => s.conversation_unacked(conversation_id, after_seq, up_to_seq, user, device, limit).await)
+    }
+
+    async fn forget_acked(
+        &self,
+        user: &UserId,
+        device: &str,
+        cursors: &[(String, i64)],
+    ) -> StoreResult<u64> {
+        delegate!(self, s => s.forget_acked(user, device, cursors).await)
+    }
 }
 
 #[async_trait]

@@ -9,7 +9,9 @@
 //!
 //! * `async fn reader(&self) -> StoreResult<impl DerefMut<Target = Conn>>`;
 //! * `async fn append_batch(&self, &[NewMessage]) -> StoreResult<Vec<Appended>>`;
-//! * `async fn record_delivered_impl(&self, user, device, conversation_id, seq) -> StoreResult<()>`.
+//! * `async fn record_delivered_impl(&self, user, device, conversation_id, seq) -> StoreResult<()>`;
+//! * `async fn record_acked_impl(&self, user, device, conversation_id, seq) -> StoreResult<()>`;
+//! * `async fn delete_acked_impl(&self, user, device, Vec<(conversation_id, up_to_seq)>) -> StoreResult<u64>`.
 
 /// `limit` as a SQL LIMIT.
 pub(crate) fn sql_limit(limit: u32) -> i64 {
@@ -217,6 +219,83 @@ macro_rules! impl_store_ports {
                         .map_err(crate::error::map_diesel)?
                         .unwrap_or(0),
                 )
+            }
+
+            async fn record_acked(
+                &self,
+                user: &im_core::UserId,
+                device: &str,
+                conversation_id: &str,
+                seq: i64,
+            ) -> im_core::ports::StoreResult<()> {
+                self.record_acked_impl(user.as_str(), device, conversation_id, seq)
+                    .await
+            }
+
+            async fn conversation_unacked(
+                &self,
+                conversation_id: &str,
+                after_seq: i64,
+                up_to_seq: i64,
+                user: &im_core::UserId,
+                device: &str,
+                limit: u32,
+            ) -> im_core::ports::StoreResult<Vec<im_core::model::StoredMessage>> {
+                use diesel_async::RunQueryDsl;
+                if after_seq >= up_to_seq || limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let mut conn = self.reader().await?;
+                let rows = crate::read::conversation_unacked(
+                    conversation_id,
+                    after_seq,
+                    up_to_seq,
+                    user.as_str(),
+                    device,
+                    crate::ports::sql_limit(limit),
+                )
+                .load::<crate::models::MessageRow>(&mut *conn)
+                .await
+                .map_err(crate::error::map_diesel)?;
+                crate::models::to_stored(rows)
+            }
+
+            async fn forget_acked(
+                &self,
+                user: &im_core::UserId,
+                device: &str,
+                cursors: &[(String, i64)],
+            ) -> im_core::ports::StoreResult<u64> {
+                use diesel_async::RunQueryDsl;
+                if cursors.is_empty() {
+                    return Ok(0);
+                }
+                // Only the conversations that have acknowledgements at or
+                // below their cursor cost a DELETE.
+                let floors: std::collections::HashMap<String, Option<i64>> = {
+                    let mut conn = self.reader().await?;
+                    crate::read::acked_floors(user.as_str(), device)
+                        .load::<(String, Option<i64>)>(&mut *conn)
+                        .await
+                        .map_err(crate::error::map_diesel)?
+                        .into_iter()
+                        .collect()
+                };
+                let due: Vec<(String, i64)> = cursors
+                    .iter()
+                    .filter(|(c, cursor)| {
+                        floors
+                            .get(c)
+                            .copied()
+                            .flatten()
+                            .is_some_and(|low| low <= *cursor)
+                    })
+                    .cloned()
+                    .collect();
+                if due.is_empty() {
+                    return Ok(0);
+                }
+                self.delete_acked_impl(user.as_str(), device, due).await
             }
         }
 

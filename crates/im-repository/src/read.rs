@@ -11,7 +11,8 @@ use diesel::dsl::auto_type;
 use diesel::prelude::*;
 
 use crate::schema::{
-    conversations, deliveries, message_positions, messages, user_conversations, users,
+    acked_messages, conversations, deliveries, message_positions, messages, user_conversations,
+    users,
 };
 
 /// The columns of [`MessageRow`](crate::models::MessageRow), in its field order.
@@ -69,6 +70,46 @@ pub(crate) fn conversation_range<'a>(
         .order(messages::seq.asc())
         .limit(limit)
         .select(select)
+}
+
+/// [`conversation_range`] without the messages `device` of `user`
+/// acknowledged: for each message one probe of the primary key of
+/// `acked_messages` (an anti-join).
+#[auto_type(no_type_alias)]
+pub(crate) fn conversation_unacked<'a>(
+    conversation_id: &'a str,
+    after: i64,
+    up_to: i64,
+    user: &'a str,
+    device: &'a str,
+    limit: i64,
+) -> _ {
+    let select: MessageSelect = MESSAGE_SELECT;
+    let acked = acked_messages::table
+        .filter(acked_messages::user_id.eq(user))
+        .filter(acked_messages::device_id.eq(device))
+        .filter(acked_messages::conversation_id.eq(conversation_id))
+        .filter(acked_messages::seq.eq(messages::seq));
+    messages::table
+        .filter(messages::conversation_id.eq(conversation_id))
+        .filter(messages::seq.gt(after))
+        .filter(messages::seq.le(up_to))
+        .filter(diesel::dsl::not(diesel::dsl::exists(acked)))
+        .order(messages::seq.asc())
+        .limit(limit)
+        .select(select)
+}
+
+/// (conversation_id, lowest seq) of every conversation in which `device`
+/// of `user` has acknowledgements (primary key prefix of `acked_messages`).
+#[auto_type(no_type_alias)]
+pub(crate) fn acked_floors<'a>(user: &'a str, device: &'a str) -> _ {
+    let low: diesel::helper_types::min<acked_messages::seq> = diesel::dsl::min(acked_messages::seq);
+    acked_messages::table
+        .filter(acked_messages::user_id.eq(user))
+        .filter(acked_messages::device_id.eq(device))
+        .group_by(acked_messages::conversation_id)
+        .select((acked_messages::conversation_id, low))
 }
 
 /// The message `sender` sent with `client_msg_id` (index `messages_sender_client_key`).

@@ -80,6 +80,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// MSG_ACK per message and device (`2025-12-08-000000_acked_messages`).
+    acked_messages (user_id, device_id, conversation_id, seq) {
+        user_id -> Text,
+        device_id -> Text,
+        conversation_id -> Text,
+        seq -> BigInt,
+    }
+}
+
+diesel::table! {
     /// Users seen by the server, with their profiles (the profile columns
     /// are those of `2025-11-29-000000_social`, see `crate::social`).
     users (user_id) {
@@ -108,5 +118,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     sync_clock,
     user_conversations,
     deliveries,
+    acked_messages,
     users,
 );

@@ -77,6 +77,11 @@ pub struct ServiceConfig {
     pub sync_max_per_conversation: u32,
     /// Upper bound of a sync reply body, kept under the SDK's 1 MiB packet limit.
     pub sync_max_reply_bytes: usize,
+    /// Most messages streamed as BATCH_MSG after one BATCH_SYNC reply (the
+    /// backlog beyond its pages); the rest waits for the next BATCH_SYNC.
+    pub sync_stream_max_messages: u32,
+    /// Most bytes (message elements) streamed after one BATCH_SYNC reply.
+    pub sync_stream_max_bytes: usize,
     /// Minimum interval between two relayed typing notifications of one session.
     pub typing_min_interval: Duration,
     /// How long after sending its sender may recall a message (group owners
@@ -159,6 +164,8 @@ impl Default for ServiceConfig {
             sync_default_per_conversation: 100,
             sync_max_per_conversation: 500,
             sync_max_reply_bytes: 768 * 1024,
+            sync_stream_max_messages: 10_000,
+            sync_stream_max_bytes: 64 * 1024 * 1024,
             typing_min_interval: Duration::from_millis(200),
             recall_window: Duration::from_secs(120),
             max_group_members: 2000,

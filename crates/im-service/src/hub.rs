@@ -33,6 +33,8 @@ pub enum Outbound {
     Reply { seq: u32, reply: Box<Reply> },
     /// A push. After `Event::KickOut` the connection closes.
     Event(Arc<Event>),
+    /// BATCH_MSG (204): a sync backlog streamed after a BATCH_SYNC reply.
+    Batch(Box<crate::sync::BatchFrame>),
 }
 
 /// A handle the hub keeps to reach one session.
@@ -47,6 +49,9 @@ pub struct SessionHandle {
     /// The `jti` of the token the session authenticated with, if any
     /// (logout closes the sessions of a revoked token).
     pub token_id: Option<Arc<str>>,
+    /// Holds back message pushes of conversations the session is catching
+    /// up on after a BATCH_SYNC (see `sync::SyncGate`).
+    pub sync_gate: Arc<crate::sync::SyncGate>,
     /// Whether the session is sent PUSH_MSG of its user's own messages
     /// (sent from another session): `ServiceConfig::echoes_own_messages`
     /// of its platform.
@@ -84,6 +89,12 @@ impl SessionHandle {
     /// Queues `event` without waiting. A full queue closes the session.
     /// Returns whether the event was queued.
     pub fn push(&self, event: &Arc<Event>) -> bool {
+        if let Event::Message(m) = event.as_ref() {
+            if !self.sync_gate.admit(m) {
+                // The session's backlog stream delivers it, in order.
+                return true;
+            }
+        }
         match self.tx.try_send(Outbound::Event(Arc::clone(event))) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
@@ -354,6 +365,7 @@ mod tests {
             tx,
             close: CancellationToken::new(),
             token_id: None,
+            sync_gate: Default::default(),
             echo_own: platform != "iOS",
         };
         (h, rx)

@@ -30,6 +30,7 @@ mod recall;
 pub mod receipts;
 pub mod session;
 pub mod social;
+pub mod sync;
 pub mod system;
 mod unconfigured;
 pub mod writer;

@@ -1,15 +1,15 @@
-//! Messaging use cases: send (1:1 and group), ack, batch/range/inbox sync,
-//! typing. Recall and read receipts are in `recall.rs` and `receipts.rs`.
+//! Messaging use cases: send (1:1 and group), typing. Ack and the
+//! batch/range/inbox syncs are in `sync.rs`, recall and read receipts in
+//! `recall.rs` and `receipts.rs`.
 //!
 //! The `MessagingService` also owns the other use cases that share its
 //! ports and caches ([`GroupService`], [`ConversationService`],
 //! [`PresenceService`]); reach them through its accessors or through
 //! `Services`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use im_core::command::{ConversationBatch, Event, Reply, SendRequest, SyncState};
+use im_core::command::{Event, Reply, SendRequest};
 use im_core::model::{MessageType, MessageView, NewMessage, StoredMessage};
 use im_core::ports::{
     Clock, ConversationStore, FriendStore, GroupStore, IdGen, MessageStore, PresenceStore,
@@ -30,9 +30,6 @@ use crate::social::SocialService;
 use crate::unconfigured::Unconfigured;
 use crate::writer::{MessageWriter, Pending, WriteError};
 use im_core::cluster::{Bus, RouteTable};
-
-/// Rough per-message overhead of a MessageInfo on the wire, for size capping.
-const MESSAGE_OVERHEAD: usize = 256;
 
 /// The most messages [`MessagingService::inbox_backlog`] counts: a count
 /// reads index entries, so a huge backlog is reported as this many.
@@ -680,29 +677,9 @@ impl MessagingService {
         }
     }
 
-    /// MSG_ACK: records the delivered seq for (user, device). No reply.
-    pub async fn ack(
-        &self,
-        user: &UserId,
-        device: &str,
-        message_id: &str,
-    ) -> Result<(), StoreError> {
-        match self.resolve_message(user, message_id).await? {
-            // Chat rooms keep no per-member state (one row per member per
-            // message would be the cost of a large room).
-            Some(m) if m.conversation_type == im_core::ConversationType::ChatRoom => Ok(()),
-            Some(m) if self.is_participant(user, &m).await? => {
-                self.store
-                    .record_delivered(user, device, &m.conversation_id, m.seq)
-                    .await
-            }
-            _ => Ok(()),
-        }
-    }
-
     /// `m` as `user` sees it: read when it is their own or at or below their
     /// read cursor (`read`) in its conversation.
-    fn view(user: &UserId, read: i64, m: StoredMessage) -> MessageView {
+    pub(crate) fn view(user: &UserId, read: i64, m: StoredMessage) -> MessageView {
         let is_read = m.sender_id == user.as_str() || m.seq <= read;
         MessageView {
             message: m,
@@ -711,247 +688,23 @@ impl MessagingService {
     }
 
     /// `user`'s read cursor in `conversation_id`.
-    async fn read_seq(&self, user: &UserId, conversation_id: &str) -> Result<i64, StoreError> {
+    pub(crate) async fn read_seq(
+        &self,
+        user: &UserId,
+        conversation_id: &str,
+    ) -> Result<i64, StoreError> {
         self.conversations
             .read_seq(user.as_str(), conversation_id)
             .await
     }
 
-    fn clamp_count(&self, asked: i32) -> u32 {
+    pub(crate) fn clamp_count(&self, asked: i32) -> u32 {
         if asked <= 0 {
             self.cfg.sync_default_per_conversation
         } else {
             u32::try_from(asked)
                 .unwrap_or(u32::MAX)
                 .min(self.cfg.sync_max_per_conversation)
-        }
-    }
-
-    /// Keeps the longest prefix of `msgs` that fits in `budget` bytes (at
-    /// least one message so progress is always possible); returns whether it cut.
-    fn cap(msgs: &mut Vec<StoredMessage>, budget: &mut usize) -> bool {
-        let mut used = 0usize;
-        let mut keep = 0usize;
-        for m in msgs.iter() {
-            let size = m.content.len() + m.extra.len() + MESSAGE_OVERHEAD;
-            if keep > 0 && used + size > *budget {
-                break;
-            }
-            used += size;
-            keep += 1;
-        }
-        let cut = keep < msgs.len();
-        msgs.truncate(keep);
-        *budget = budget.saturating_sub(used);
-        cut
-    }
-
-    /// v2 BATCH_SYNC: everything after each conversation's cursor.
-    pub async fn batch_sync(&self, user: &UserId, states: Vec<SyncState>, per_conv: i32) -> Reply {
-        let limit = self.clamp_count(per_conv);
-        let heads = match self.store.user_conversations(user).await {
-            Ok(h) => h,
-            Err(e) => return sync_error(&e, self.clock.now_ms()),
-        };
-        let cursors: std::collections::HashMap<String, i64> = states
-            .into_iter()
-            .map(|s| (s.conversation_id, s.last_seq.max(0)))
-            .collect();
-        let mut budget = self.cfg.sync_max_reply_bytes;
-        let mut conversations = Vec::new();
-        let mut total = 0i32;
-        for head in heads {
-            let after = cursors.get(&head.conversation_id).copied().unwrap_or(0);
-            if head.max_seq <= after {
-                continue;
-            }
-            if budget < MESSAGE_OVERHEAD {
-                break;
-            }
-            let mut msgs = match self
-                .store
-                .conversation_range(&head.conversation_id, after, head.max_seq, limit)
-                .await
-            {
-                Ok(m) => m,
-                Err(e) => return sync_error(&e, self.clock.now_ms()),
-            };
-            Self::cap(&mut msgs, &mut budget);
-            let read = match self.read_seq(user, &head.conversation_id).await {
-                Ok(r) => r,
-                Err(e) => return sync_error(&e, self.clock.now_ms()),
-            };
-            let last = msgs.last().map_or(after, |m| m.seq);
-            total = total.saturating_add(i32::try_from(msgs.len()).unwrap_or(i32::MAX));
-            conversations.push(ConversationBatch {
-                conversation_id: head.conversation_id,
-                messages: msgs
-                    .into_iter()
-                    .map(|m| Self::view(user, read, m))
-                    .collect(),
-                max_seq: last,
-                synced_seq: last,
-                has_more: last < head.max_seq,
-            });
-        }
-        Reply::BatchSync {
-            code: ErrorCode::Success,
-            msg: String::new(),
-            conversations,
-            server_time: self.clock.now_ms(),
-            total,
-        }
-    }
-
-    /// v2 SYNC_RANGE: `start_seq..=end_seq` of one conversation.
-    pub async fn sync_range(
-        &self,
-        user: &UserId,
-        request_id: String,
-        conversation_id: String,
-        start_seq: i64,
-        end_seq: i64,
-        count: i32,
-    ) -> Reply {
-        let fail = |code: ErrorCode, msg: &str, request_id: String, conversation_id: String| {
-            Reply::SyncRange {
-                code,
-                msg: msg.to_owned(),
-                request_id,
-                conversation_id,
-                messages: Vec::new(),
-                start_seq,
-                end_seq,
-                has_more: false,
-            }
-        };
-        let a = match access(&self.directory, user, &conversation_id).await {
-            Ok(a) => a,
-            Err(e) => {
-                let (code, msg) = wire_error(&e);
-                return fail(code, &msg, request_id, conversation_id);
-            }
-        };
-        if start_seq < 1 || end_seq < start_seq {
-            return fail(
-                ErrorCode::InvalidParam,
-                "need 1 <= start_seq <= end_seq",
-                request_id,
-                conversation_id,
-            );
-        }
-        // A chat room serves only its newest messages.
-        let floor = match crate::chatrooms::readable_floor(
-            self.conversations.as_ref(),
-            &a.conversation,
-            self.rooms().config().history_messages,
-        )
-        .await
-        {
-            Ok(f) => f,
-            Err(e) => {
-                let (code, m) = store_code(&e);
-                return fail(code, m, request_id, conversation_id);
-            }
-        };
-        let limit = self.clamp_count(count);
-        let mut msgs = match self
-            .store
-            .conversation_range(&conversation_id, start_seq.max(floor) - 1, end_seq, limit)
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
-                let (code, m) = store_code(&e);
-                return fail(code, m, request_id, conversation_id);
-            }
-        };
-        let read = match self.read_seq(user, &conversation_id).await {
-            Ok(r) => r,
-            Err(e) => {
-                let (code, m) = store_code(&e);
-                return fail(code, m, request_id, conversation_id);
-            }
-        };
-        let fetched = msgs.len();
-        let mut budget = self.cfg.sync_max_reply_bytes;
-        let cut = Self::cap(&mut msgs, &mut budget);
-        let last = msgs.last().map_or(end_seq, |m| m.seq);
-        let has_more = (cut || fetched as u32 >= limit) && last < end_seq;
-        Reply::SyncRange {
-            code: ErrorCode::Success,
-            msg: String::new(),
-            request_id,
-            conversation_id,
-            messages: msgs
-                .into_iter()
-                .map(|m| Self::view(user, read, m))
-                .collect(),
-            start_seq,
-            end_seq: if has_more { last } else { end_seq },
-            has_more,
-        }
-    }
-
-    /// v1 socket sync: messages of the user's conversations after the
-    /// per-user cursor (a store-wide position, see `MessageStore::inbox_after`).
-    pub async fn sync_inbox(&self, user: &UserId, after: i64, up_to: i64, limit: i32) -> Reply {
-        let limit = self.clamp_count(limit);
-        let fail = |e: &StoreError| {
-            let (code, m) = store_code(e);
-            Reply::SyncInbox {
-                code,
-                msg: m.to_owned(),
-                messages: Vec::new(),
-                server_max_seq: 0,
-                has_more: false,
-            }
-        };
-        let head = match self.store.inbox_head(user).await {
-            Ok(h) => h,
-            Err(e) => return fail(&e),
-        };
-        let mut entries = match self.store.inbox_after(user, after.max(0), limit).await {
-            Ok(v) => v,
-            Err(e) => return fail(&e),
-        };
-        if up_to > 0 {
-            entries.retain(|e| e.cursor <= up_to);
-        }
-        let mut msgs: Vec<StoredMessage> = Vec::with_capacity(entries.len());
-        let mut cursors = Vec::with_capacity(entries.len());
-        for e in entries {
-            cursors.push(e.cursor);
-            msgs.push(e.message);
-        }
-        let mut budget = self.cfg.sync_max_reply_bytes;
-        Self::cap(&mut msgs, &mut budget);
-        let last = cursors
-            .get(msgs.len().wrapping_sub(1))
-            .copied()
-            .unwrap_or(after.max(0).min(head));
-        let stop = if up_to > 0 { up_to.min(head) } else { head };
-        let mut reads: HashMap<String, i64> = HashMap::new();
-        let mut messages = Vec::with_capacity(msgs.len());
-        for m in msgs {
-            let read = match reads.get(&m.conversation_id) {
-                Some(r) => *r,
-                None => match self.read_seq(user, &m.conversation_id).await {
-                    Ok(r) => {
-                        reads.insert(m.conversation_id.clone(), r);
-                        r
-                    }
-                    Err(e) => return fail(&e),
-                },
-            };
-            messages.push(Self::view(user, read, m));
-        }
-        Reply::SyncInbox {
-            code: ErrorCode::Success,
-            msg: String::new(),
-            messages,
-            server_max_seq: last,
-            has_more: last < stop,
         }
     }
 
@@ -1005,16 +758,5 @@ impl MessagingService {
             }
         }
         Ok(())
-    }
-}
-
-fn sync_error(e: &StoreError, now: i64) -> Reply {
-    let (code, m) = store_code(e);
-    Reply::BatchSync {
-        code,
-        msg: m.to_owned(),
-        conversations: Vec::new(),
-        server_time: now,
-        total: 0,
     }
 }

@@ -43,6 +43,12 @@ pub const WRITER_QUEUE_DEPTH: &str = "im_writer_queue_depth";
 /// Store errors that reached a service call, by `kind`
 /// (unavailable|conflict|other).
 pub const STORE_ERRORS: &str = "im_store_errors_total";
+/// Messages streamed as BATCH_MSG after BATCH_SYNC replies (the backlog
+/// beyond one reply, issue 18 item 7).
+pub const SYNC_STREAMED_MESSAGES: &str = "im_sync_streamed_messages_total";
+/// Backlog streams that stopped before the end (cap reached, store error,
+/// session gone); the client gets the rest on its next BATCH_SYNC.
+pub const SYNC_STREAMS_CUT: &str = "im_sync_streams_cut_total";
 /// Authenticated sessions on this node (sampled when metrics are read).
 pub const SESSIONS: &str = "im_sessions";
 /// Entries waiting in the cluster queue to other nodes (sampled).
@@ -121,6 +127,14 @@ pub fn describe() {
     describe_counter!(
         STORE_ERRORS,
         "Store errors that reached a service call, by kind"
+    );
+    describe_counter!(
+        SYNC_STREAMED_MESSAGES,
+        "Messages streamed as BATCH_MSG after BATCH_SYNC replies"
+    );
+    describe_counter!(
+        SYNC_STREAMS_CUT,
+        "Sync backlog streams stopped before the end (cap, error, session gone)"
     );
     describe_gauge!(SESSIONS, Unit::Count, "Authenticated sessions on this node");
     describe_gauge!(

@@ -21,6 +21,7 @@ use crate::limits::Limits;
 use crate::messaging::{MessagingService, SendRejected};
 use crate::presence::PresenceService;
 use crate::social::SocialService;
+use crate::sync::{Backlog, SyncStreams, Syncer};
 
 /// Everything a connection (and an HTTP route) needs from the service layer.
 /// The group, conversation and presence use cases share the messaging
@@ -244,6 +245,13 @@ pub struct SessionCtx {
     platform: String,
     /// The `jti` of the token this session authenticated with.
     token_id: Option<Arc<str>>,
+    /// The key of this session's MSG_ACK rows (`sync::ack_device`; used on v2 only).
+    ack_device: Option<String>,
+    /// The BATCH_SYNC backlog stream and the gate holding back pushes.
+    streams: SyncStreams,
+    /// The backlog of the last BATCH_SYNC reply, streamed by
+    /// [`Self::after_reply`] once the transport queued the reply.
+    followup: Option<Backlog>,
     /// Whether this session is sent its user's own messages (by platform).
     echo_own: bool,
     last_typing: Option<Instant>,
@@ -360,6 +368,9 @@ impl SessionCtx {
             identity: None,
             platform: String::new(),
             token_id: None,
+            ack_device: None,
+            streams: SyncStreams::default(),
+            followup: None,
             echo_own: true,
             last_typing: None,
         }
@@ -403,6 +414,8 @@ impl SessionCtx {
 
     /// The synchronous part of closing; returns the presence session to end.
     fn leave(&mut self, services: &Services) -> Option<(im_core::UserId, String)> {
+        self.streams.stop();
+        self.followup = None;
         services.presence().unwatch_all(self.id);
         let id = self.identity.take()?;
         let hub = services.messaging.hub();
@@ -425,8 +438,35 @@ impl SessionCtx {
             tx: self.tx.clone(),
             close: self.close.clone(),
             token_id: self.token_id.clone(),
+            sync_gate: Arc::clone(&self.streams.gate),
             echo_own: self.echo_own,
         }
+    }
+
+    /// Starts what the last reply left to send (the backlog of a
+    /// BATCH_SYNC): call right after queueing each reply.
+    pub fn after_reply(&mut self, services: &Arc<Services>) {
+        let Some(backlog) = self.followup.take() else {
+            return;
+        };
+        if backlog.conversations() == 0 && !self.streams.gate_active() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        self.streams.cancel();
+        let cancel = self.close.child_token();
+        self.streams.set_current(cancel.clone());
+        let (services, streams, tx) = (Arc::clone(services), self.streams.clone(), self.tx.clone());
+        // BATCH_SYNC exists only in v2.
+        let generation = Generation::V2;
+        rt.spawn(async move {
+            services
+                .messaging
+                .stream_backlog(backlog, &streams, generation, &tx, &cancel)
+                .await;
+        });
     }
 
     /// Handles one decoded request.
@@ -511,7 +551,12 @@ impl SessionCtx {
                 }
             }
             Request::Ack { message_id, .. } => {
-                if let Err(e) = m.ack(&me.user, &self.platform, &message_id).await {
+                // Per-message rows serve BATCH_SYNC only: v2.
+                let device = self
+                    .ack_device
+                    .as_deref()
+                    .filter(|_| self.generation.current() == Generation::V2);
+                if let Err(e) = m.ack(&me.user, &self.platform, device, &message_id).await {
                     tracing::warn!(error = %e, "recording MSG_ACK failed");
                 }
                 Dispatched::None
@@ -519,7 +564,19 @@ impl SessionCtx {
             Request::BatchSync {
                 states,
                 max_per_conversation,
-            } => Dispatched::Reply(m.batch_sync(&me.user, states, max_per_conversation).await),
+            } => {
+                // A new sync replaces a running backlog stream.
+                self.streams.cancel();
+                let who = Syncer {
+                    user: &me.user,
+                    device: self.ack_device.as_deref(),
+                };
+                let (reply, backlog) = m
+                    .batch_sync(who, states, max_per_conversation, Some(&self.streams.gate))
+                    .await;
+                self.followup = Some(backlog);
+                Dispatched::Reply(reply)
+            }
             Request::SyncRange {
                 request_id,
                 conversation_id,
@@ -653,6 +710,8 @@ impl SessionCtx {
         self.echo_own = services.messaging.config().echoes_own_messages(&platform);
         self.platform = platform.clone();
         self.token_id = identity.token_id.as_deref().map(Arc::from);
+        self.streams.stop();
+        self.ack_device = crate::sync::ack_device(&platform, identity.token_id.as_deref());
         *self.viewer.write() = Arc::from(identity.user.as_str());
         // Up before any older session is kicked: the kicked session's close
         // then never looks like the user's last session going away.

@@ -25,6 +25,8 @@ struct State {
     by_conv: HashMap<String, BTreeMap<i64, usize>>,
     member_of: HashMap<String, HashSet<String>>,
     delivered: HashMap<(String, String, String), i64>,
+    /// (user, device, conversation) -> acknowledged seqs.
+    acked: HashMap<(String, String, String), std::collections::BTreeSet<i64>>,
     users: HashMap<String, i64>,
     groups: HashMap<String, Group>,
     /// group id -> user id -> member.
@@ -367,6 +369,87 @@ impl MessageStore for MemoryStore {
             ))
             .copied()
             .unwrap_or(0))
+    }
+
+    async fn record_acked(
+        &self,
+        user: &UserId,
+        device: &str,
+        conversation_id: &str,
+        seq: i64,
+    ) -> StoreResult<()> {
+        self.check()?;
+        self.state
+            .lock()
+            .acked
+            .entry((
+                user.as_str().to_owned(),
+                device.to_owned(),
+                conversation_id.to_owned(),
+            ))
+            .or_default()
+            .insert(seq);
+        Ok(())
+    }
+
+    async fn conversation_unacked(
+        &self,
+        conversation_id: &str,
+        after_seq: i64,
+        up_to_seq: i64,
+        user: &UserId,
+        device: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        self.check()?;
+        let st = self.state.lock();
+        if after_seq >= up_to_seq {
+            return Ok(Vec::new());
+        }
+        let key = (
+            user.as_str().to_owned(),
+            device.to_owned(),
+            conversation_id.to_owned(),
+        );
+        let acked = st.acked.get(&key);
+        Ok(st
+            .by_conv
+            .get(conversation_id)
+            .map(|c| {
+                c.range(after_seq + 1..=up_to_seq)
+                    .filter(|(seq, _)| !acked.is_some_and(|a| a.contains(seq)))
+                    .take(limit as usize)
+                    .filter_map(|(_, &i)| st.messages.get(i).cloned())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn forget_acked(
+        &self,
+        user: &UserId,
+        device: &str,
+        cursors: &[(String, i64)],
+    ) -> StoreResult<u64> {
+        self.check()?;
+        let mut st = self.state.lock();
+        let mut n = 0u64;
+        for (conversation_id, cursor) in cursors {
+            let key = (
+                user.as_str().to_owned(),
+                device.to_owned(),
+                conversation_id.clone(),
+            );
+            if let Some(set) = st.acked.get_mut(&key) {
+                let keep = set.split_off(&(cursor.saturating_add(1)));
+                n += set.len() as u64;
+                *set = keep;
+                if set.is_empty() {
+                    st.acked.remove(&key);
+                }
+            }
+        }
+        Ok(n)
     }
 }
 

@@ -118,6 +118,7 @@ impl Session {
                     _ => None,
                 };
                 let flow = self.reply(sequence, reply).await;
+                self.ctx.after_reply(&services);
                 if auth_code == Some(ErrorCode::Success) {
                     self.failed_auths = 0;
                     if token_key.is_some() {
@@ -381,6 +382,11 @@ pub(crate) fn encode_outbound(
                 close,
             )
         }
+        Outbound::Batch(b) => (
+            im_protocol::encode_batch(generation, &b.messages, viewer, body),
+            0,
+            false,
+        ),
     }
 }
 

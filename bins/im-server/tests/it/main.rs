@@ -27,6 +27,7 @@ mod overload;
 mod sdk_login;
 mod sdk_rooms;
 mod sdk_send;
+mod sdk_sync;
 mod sdk_upload;
 mod sdk_ws;
 mod tls;

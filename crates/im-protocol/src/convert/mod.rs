@@ -16,6 +16,7 @@
 //! responses and pushes arriving from a client are
 //! [`DecodeError::NotServerBound`]. Decoding never panics on any input.
 
+pub mod size;
 mod v1;
 mod v2;
 

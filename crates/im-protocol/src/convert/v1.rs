@@ -308,7 +308,7 @@ pub(super) fn decode_server_frame(
 }
 
 /// A stored message as `viewer` sees it in v1.
-fn push_message(m: &StoredMessage, viewer: &str) -> pb::PushMessage {
+pub(super) fn push_message(m: &StoredMessage, viewer: &str) -> pb::PushMessage {
     pb::PushMessage {
         message_id: v1_public_id(viewer, &m.sender_id, &m.client_msg_id, &m.server_msg_id)
             .to_owned(),

@@ -404,7 +404,7 @@ pub(super) fn decode_server_frame(
     Some(r)
 }
 
-fn conversation_messages(c: &ConversationBatch) -> pb::ConversationMessages {
+pub(super) fn conversation_messages(c: &ConversationBatch) -> pb::ConversationMessages {
     pb::ConversationMessages {
         conversation_id: c.conversation_id.clone(),
         messages: c
@@ -419,7 +419,7 @@ fn conversation_messages(c: &ConversationBatch) -> pb::ConversationMessages {
 }
 
 /// The full `MessageInfo` of a stored message.
-fn message_info(m: &StoredMessage, is_read: bool) -> pb::MessageInfo {
+pub(super) fn message_info(m: &StoredMessage, is_read: bool) -> pb::MessageInfo {
     let (is_revoked, revoked_by, revoked_time) = match &m.revoked {
         Some(r) => (true, r.by.clone(), r.time),
         None => (false, String::new(), 0),

@@ -23,3 +23,5 @@ mod invariants;
 mod props;
 #[cfg(test)]
 mod robustness;
+#[cfg(test)]
+mod sizes;

@@ -36,8 +36,11 @@
 use std::collections::HashMap;
 
 use diesel::mysql::Mysql;
+use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Integer, Text};
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
+
+use crate::schema::acked_messages;
 use im_core::model::{NewMessage, StoredMessage};
 use im_core::ports::Appended;
 
@@ -258,6 +261,51 @@ pub(crate) async fn record_delivered(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Records one MSG_ACK of (user, device) for message `seq` of
+/// `conversation_id`; an existing row is kept.
+pub(crate) async fn record_acked(
+    conn: &mut AsyncMysqlConnection,
+    user: &str,
+    device: &str,
+    conversation_id: &str,
+    seq: i64,
+) -> Result<(), RepoError> {
+    use acked_messages::dsl as a;
+    diesel::insert_or_ignore_into(a::acked_messages)
+        .values((
+            a::user_id.eq(user),
+            a::device_id.eq(device),
+            a::conversation_id.eq(conversation_id),
+            a::seq.eq(seq),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the acknowledgements of (user, device) at or below each
+/// `(conversation_id, up_to)`; returns how many.
+pub(crate) async fn delete_acked(
+    conn: &mut AsyncMysqlConnection,
+    user: &str,
+    device: &str,
+    due: &[(String, i64)],
+) -> Result<u64, RepoError> {
+    use acked_messages::dsl as a;
+    let mut n = 0usize;
+    for (conversation_id, up_to) in due {
+        let rows = a::user_id
+            .eq(user)
+            .and(a::device_id.eq(device))
+            .and(a::conversation_id.eq(conversation_id))
+            .and(a::seq.le(*up_to));
+        n += diesel::delete(diesel::QueryDsl::filter(a::acked_messages, rows))
+            .execute(conn)
+            .await?;
+    }
+    Ok(u64::try_from(n).unwrap_or(u64::MAX))
 }
 
 /// Creates `user` (an empty profile, created and updated at `now_ms`) or

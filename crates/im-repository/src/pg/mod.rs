@@ -132,6 +132,31 @@ impl PgStore {
             .map_err(StoreError::from)
     }
 
+    async fn record_acked_impl(
+        &self,
+        user: &str,
+        device: &str,
+        conversation_id: &str,
+        seq: i64,
+    ) -> StoreResult<()> {
+        let mut conn = self.reader().await?;
+        write::record_acked(&mut conn, user, device, conversation_id, seq)
+            .await
+            .map_err(StoreError::from)
+    }
+
+    async fn delete_acked_impl(
+        &self,
+        user: &str,
+        device: &str,
+        due: Vec<(String, i64)>,
+    ) -> StoreResult<u64> {
+        let mut conn = self.reader().await?;
+        write::delete_acked(&mut conn, user, device, &due)
+            .await
+            .map_err(StoreError::from)
+    }
+
     async fn touch_impl(&self, user: &str, now_ms: i64) -> StoreResult<()> {
         let mut conn = self.reader().await?;
         write::touch_user(&mut conn, user, now_ms)

@@ -33,7 +33,7 @@ use im_core::ports::Appended;
 use crate::error::RepoError;
 use crate::models::{CounterHead, MembershipRow, MessageRow, NewMessageRow};
 use crate::plan::{BatchPlan, ClientKey, CounterDemand, lookup_keys, no_clock_row};
-use crate::schema::{deliveries, users};
+use crate::schema::{acked_messages, deliveries, users};
 
 /// A raw statement whose text is fixed: safe to keep prepared per connection
 /// (diesel treats every `sql_query` as uncacheable, which would cost a
@@ -288,6 +288,52 @@ pub(crate) async fn record_delivered(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Records one MSG_ACK of (user, device) for message `seq` of
+/// `conversation_id`; an existing row is kept.
+pub(crate) async fn record_acked(
+    conn: &mut AsyncPgConnection,
+    user: &str,
+    device: &str,
+    conversation_id: &str,
+    seq: i64,
+) -> Result<(), RepoError> {
+    use acked_messages::dsl as a;
+    diesel::insert_into(a::acked_messages)
+        .values((
+            a::user_id.eq(user),
+            a::device_id.eq(device),
+            a::conversation_id.eq(conversation_id),
+            a::seq.eq(seq),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the acknowledgements of (user, device) at or below each
+/// `(conversation_id, up_to)`; returns how many.
+pub(crate) async fn delete_acked(
+    conn: &mut AsyncPgConnection,
+    user: &str,
+    device: &str,
+    due: &[(String, i64)],
+) -> Result<u64, RepoError> {
+    use acked_messages::dsl as a;
+    let mut n = 0usize;
+    for (conversation_id, up_to) in due {
+        let rows = a::user_id
+            .eq(user)
+            .and(a::device_id.eq(device))
+            .and(a::conversation_id.eq(conversation_id))
+            .and(a::seq.le(*up_to));
+        n += diesel::delete(diesel::QueryDsl::filter(a::acked_messages, rows))
+            .execute(conn)
+            .await?;
+    }
+    Ok(u64::try_from(n).unwrap_or(u64::MAX))
 }
 
 /// Creates `user` (an empty profile, created and updated at `now_ms`) or

@@ -217,6 +217,33 @@ impl SqliteStore {
             .await
     }
 
+    async fn record_acked_impl(
+        &self,
+        user: &str,
+        device: &str,
+        conversation_id: &str,
+        seq: i64,
+    ) -> StoreResult<()> {
+        let (user, device, conversation_id) = (
+            user.to_owned(),
+            device.to_owned(),
+            conversation_id.to_owned(),
+        );
+        self.write(move |c| write::record_acked(c, &user, &device, &conversation_id, seq))
+            .await
+    }
+
+    async fn delete_acked_impl(
+        &self,
+        user: &str,
+        device: &str,
+        due: Vec<(String, i64)>,
+    ) -> StoreResult<u64> {
+        let (user, device) = (user.to_owned(), device.to_owned());
+        self.write(move |c| write::delete_acked(c, &user, &device, &due))
+            .await
+    }
+
     async fn touch_impl(&self, user: &str, now_ms: i64) -> StoreResult<()> {
         let user = user.to_owned();
         self.write(move |c| write::touch_user(c, &user, now_ms))

@@ -14,7 +14,7 @@ use im_core::ports::Appended;
 use crate::error::RepoError;
 use crate::models::{CounterHead, MembershipRow, MessageRow, NewMessageRow, message_select_list};
 use crate::plan::{BatchPlan, ClientKey, CounterDemand, lookup_keys, no_clock_row};
-use crate::schema::{deliveries, users};
+use crate::schema::{acked_messages, deliveries, users};
 use crate::sql;
 
 /// Appends `batch` in one `BEGIN IMMEDIATE` transaction. See
@@ -191,6 +191,48 @@ pub(crate) fn record_delivered(
         .filter(d::seq.lt(excluded(d::seq)))
         .execute(conn)?;
     Ok(())
+}
+
+/// Records one MSG_ACK of (user, device) for message `seq` of
+/// `conversation_id`; an existing row is kept.
+pub(crate) fn record_acked(
+    conn: &mut SqliteConnection,
+    user: &str,
+    device: &str,
+    conversation_id: &str,
+    seq: i64,
+) -> Result<(), RepoError> {
+    use acked_messages::dsl as a;
+    diesel::insert_or_ignore_into(a::acked_messages)
+        .values((
+            a::user_id.eq(user),
+            a::device_id.eq(device),
+            a::conversation_id.eq(conversation_id),
+            a::seq.eq(seq),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Deletes the acknowledgements of (user, device) at or below each
+/// `(conversation_id, up_to)`; returns how many.
+pub(crate) fn delete_acked(
+    conn: &mut SqliteConnection,
+    user: &str,
+    device: &str,
+    due: &[(String, i64)],
+) -> Result<u64, RepoError> {
+    use acked_messages::dsl as a;
+    let mut n = 0usize;
+    for (conversation_id, up_to) in due {
+        let rows = a::user_id
+            .eq(user)
+            .and(a::device_id.eq(device))
+            .and(a::conversation_id.eq(conversation_id))
+            .and(a::seq.le(*up_to));
+        n += diesel::delete(diesel::QueryDsl::filter(a::acked_messages, rows)).execute(conn)?;
+    }
+    Ok(u64::try_from(n).unwrap_or(u64::MAX))
 }
 
 /// Creates `user` (an empty profile, created and updated at `now_ms`) or

@@ -10,6 +10,7 @@ store_tests!(
     lookups_by_client_and_server_id,
     user_conversations_list_heads,
     delivered_seq_never_moves_backwards,
+    acked_messages_are_left_out_per_device_and_forgotten_below_cursors,
     users_are_provisioned_by_touch,
     ids_compare_byte_wise,
 );
@@ -225,4 +226,106 @@ async fn ids_compare_byte_wise(db: TestDb) {
     assert_ne!(upper.server_msg_id, lower.server_msg_id);
     db.store.touch(&uid("alice"), 1).await.unwrap();
     assert!(!db.store.exists(&uid("ALICE")).await.unwrap());
+}
+
+/// Issue 18 item 5: `conversation_unacked` leaves out exactly the messages
+/// one device acknowledged (an ack of seq 7 says nothing about 1..=6), per
+/// device and conversation; `forget_acked` drops rows at or below a cursor.
+async fn acked_messages_are_left_out_per_device_and_forgotten_below_cursors(db: TestDb) {
+    let batch: Vec<_> = (1..=10)
+        .map(|i| single("alice", "bob", &format!("{i}")))
+        .collect();
+    db.store.append(&batch).await.unwrap();
+    db.store
+        .append(&[single("carol", "bob", "c1")])
+        .await
+        .unwrap();
+    let (bob, conv, other) = (uid("bob"), "single_alice_bob", "single_bob_carol");
+    let seqs = |device: &'static str, after: i64, up_to: i64, limit: u32| {
+        let store = db.store.clone();
+        let bob = bob.clone();
+        async move {
+            store
+                .conversation_unacked(conv, after, up_to, &bob, device, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.seq)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        seqs("phone", 0, 10, 100).await,
+        (1..=10).collect::<Vec<_>>()
+    );
+    for s in [2, 3, 7, 10] {
+        db.store.record_acked(&bob, "phone", conv, s).await.unwrap();
+    }
+    // idempotent
+    db.store.record_acked(&bob, "phone", conv, 3).await.unwrap();
+    db.store
+        .record_acked(&bob, "phone", other, 1)
+        .await
+        .unwrap();
+    assert_eq!(seqs("phone", 0, 10, 100).await, vec![1, 4, 5, 6, 8, 9]);
+    // the limit counts returned rows, not skipped ones
+    assert_eq!(seqs("phone", 1, 10, 3).await, vec![4, 5, 6]);
+    assert_eq!(seqs("phone", 6, 10, 100).await, vec![8, 9]);
+    assert_eq!(seqs("phone", 9, 10, 100).await, Vec::<i64>::new());
+    // another device of the same user, and another user, see everything
+    assert_eq!(
+        seqs("laptop", 0, 10, 100).await,
+        (1..=10).collect::<Vec<_>>()
+    );
+    let alice_view = db
+        .store
+        .conversation_unacked(conv, 0, 10, &uid("alice"), "phone", 100)
+        .await
+        .unwrap();
+    assert_eq!(alice_view.len(), 10);
+    // forgetting below a cursor: rows <= 3 of conv go, 7 and 10 stay; other
+    // conversations keep theirs unless listed
+    let n = db
+        .store
+        .forget_acked(
+            &bob,
+            "phone",
+            &[(conv.to_owned(), 3), ("group_x".to_owned(), 9)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(
+        seqs("phone", 0, 10, 100).await,
+        vec![1, 2, 3, 4, 5, 6, 8, 9]
+    );
+    assert_eq!(
+        db.store
+            .conversation_unacked(other, 0, 1, &bob, "phone", 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    let n = db
+        .store
+        .forget_acked(
+            &bob,
+            "phone",
+            &[(conv.to_owned(), 100), (other.to_owned(), 1)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(
+        seqs("phone", 0, 10, 100).await,
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        db.store
+            .forget_acked(&bob, "phone", &[(conv.to_owned(), 100)])
+            .await
+            .unwrap(),
+        0
+    );
 }

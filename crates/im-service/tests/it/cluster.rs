@@ -71,7 +71,7 @@ async fn next_push(c: &mut Conn) -> Option<Event> {
     loop {
         match tokio::time::timeout_at(deadline, c.rx.recv()).await {
             Ok(Some(Outbound::Event(e))) => return Some(e.as_ref().clone()),
-            Ok(Some(Outbound::Reply { .. })) => {}
+            Ok(Some(Outbound::Reply { .. } | Outbound::Batch(_))) => {}
             Ok(None) | Err(_) => return None,
         }
     }

@@ -13,6 +13,7 @@ mod lifecycle;
 mod messaging;
 mod presence;
 mod social;
+mod sync;
 mod writer;
 
 use std::sync::Arc;
@@ -201,13 +202,19 @@ impl Conn {
         v
     }
 
-    /// The pushed events only (replies dropped).
+    /// The pushed events only (replies dropped; a BATCH_MSG counts as its
+    /// messages).
     pub fn pushes(&mut self) -> Vec<Event> {
         self.events()
             .into_iter()
-            .filter_map(|o| match o {
-                Outbound::Event(e) => Some(e.as_ref().clone()),
-                Outbound::Reply { .. } => None,
+            .flat_map(|o| match o {
+                Outbound::Event(e) => vec![e.as_ref().clone()],
+                Outbound::Batch(b) => b
+                    .messages
+                    .iter()
+                    .map(|v| Event::Message(std::sync::Arc::new(v.message.clone())))
+                    .collect(),
+                Outbound::Reply { .. } => Vec::new(),
             })
             .collect()
     }

@@ -1,0 +1,217 @@
+//! BATCH_SYNC after a reconnect (issue 18 items 5 and 7) at the service
+//! level: what a device acked is left out, the backlog beyond the reply is
+//! streamed as BATCH_MSG, and live pushes of a conversation being caught up
+//! wait behind its backlog.
+
+use std::time::Duration;
+
+use im_core::command::{Event, Reply, Request, SyncState};
+use im_service::{Outbound, ServiceConfig};
+
+use crate::{Conn, Env, env_with, send, uid};
+
+fn cfg() -> ServiceConfig {
+    ServiceConfig {
+        allow_demo_tokens: true,
+        ..ServiceConfig::default()
+    }
+}
+
+/// Logs in with a real token (it has a `jti`: MSG_ACK rows are kept for it).
+async fn login_jwt(env: &Env, user: &str, token: &str) -> Conn {
+    let mut c = Conn::new(env);
+    let r = c
+        .call(
+            env,
+            Request::Auth {
+                user_id: user.into(),
+                token: token.into(),
+                platform: "iOS".into(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(
+            r,
+            Some(Reply::Auth {
+                code: im_core::ErrorCode::Success,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    c
+}
+
+fn now_secs() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(d.as_secs()).unwrap()
+}
+
+fn token(env: &Env, user: &str) -> String {
+    env.services
+        .auth
+        .issue(&uid(user), "iOS", now_secs(), 3600)
+        .unwrap()
+}
+
+async fn batch_sync(env: &Env, c: &mut Conn, states: Vec<SyncState>) -> Reply {
+    c.call(
+        env,
+        Request::BatchSync {
+            states,
+            max_per_conversation: 100,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Message seqs of `c`'s outbound items (pushes and BATCH_MSG elements) in
+/// order, until `n` arrived.
+async fn pushed_seqs(c: &mut Conn, n: usize) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    while seqs.len() < n {
+        let o = tokio::time::timeout(Duration::from_secs(5), c.rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {n} arrived: {seqs:?}", seqs.len()))
+            .unwrap();
+        match o {
+            Outbound::Event(e) => {
+                if let Event::Message(m) = e.as_ref() {
+                    seqs.push(m.seq);
+                }
+            }
+            Outbound::Batch(b) => seqs.extend(b.messages.iter().map(|v| v.message.seq)),
+            Outbound::Reply { .. } => {}
+        }
+    }
+    seqs
+}
+
+#[tokio::test]
+async fn a_live_push_waits_behind_the_backlog_of_its_conversation() {
+    let env = env_with(cfg());
+    let mut alice = Conn::login(&env, "alice", "iOS").await;
+    for i in 1..=150 {
+        send(&env, &mut alice, "single_alice_dave", &format!("m{i}"), "x").await;
+    }
+    let mut dave = login_jwt(&env, "dave", &token(&env, "dave")).await;
+    let Reply::BatchSync { conversations, .. } = batch_sync(&env, &mut dave, Vec::new()).await
+    else {
+        panic!()
+    };
+    assert_eq!(conversations[0].max_seq, 100);
+    assert!(conversations[0].has_more);
+    // Before the backlog is streamed, a new message's push is held back.
+    send(&env, &mut alice, "single_alice_dave", "live", "x").await;
+    assert!(dave.pushes().is_empty());
+    dave.ctx.after_reply(&env.services);
+    let seqs = pushed_seqs(&mut dave, 51).await;
+    assert_eq!(
+        seqs,
+        (101..=151).collect::<Vec<_>>(),
+        "backlog, then the held one, once"
+    );
+    // Once caught up, pushes pass again.
+    send(&env, &mut alice, "single_alice_dave", "after", "x").await;
+    assert_eq!(pushed_seqs(&mut dave, 1).await, vec![152]);
+}
+
+#[tokio::test]
+async fn only_what_this_login_acked_is_left_out_and_the_cursor_covers_it() {
+    let env = env_with(cfg());
+    let mut alice = Conn::login(&env, "alice", "iOS").await;
+    let tok = token(&env, "bob");
+    let mut bob = login_jwt(&env, "bob", &tok).await;
+    for i in 1..=3 {
+        send(&env, &mut alice, "single_alice_bob", &format!("m{i}"), "x").await;
+    }
+    let pushed: Vec<_> = bob
+        .pushes()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pushed.len(), 3);
+    for m in pushed.iter().filter(|m| m.seq != 2) {
+        let r = bob
+            .call(
+                &env,
+                Request::Ack {
+                    message_id: m.server_msg_id.clone(),
+                    seq: 0,
+                },
+            )
+            .await;
+        assert!(r.is_none());
+    }
+    let Reply::BatchSync {
+        conversations,
+        total,
+        ..
+    } = batch_sync(&env, &mut bob, Vec::new()).await
+    else {
+        panic!()
+    };
+    let c = &conversations[0];
+    let seqs: Vec<i64> = c.messages.iter().map(|v| v.message.seq).collect();
+    assert_eq!((seqs, c.max_seq, c.has_more, total), (vec![2], 3, false, 1));
+    bob.ctx.after_reply(&env.services);
+    // A demo-token session of bob (no jti) gets everything.
+    let mut demo = Conn::login(&env, "bob", "Android").await;
+    let Reply::BatchSync { conversations, .. } = batch_sync(&env, &mut demo, Vec::new()).await
+    else {
+        panic!()
+    };
+    assert_eq!(conversations[0].messages.len(), 3);
+    // With cursor 3 nothing is left (and the rows at or below it are
+    // forgotten).
+    let r = batch_sync(
+        &env,
+        &mut bob,
+        vec![SyncState {
+            conversation_id: "single_alice_bob".into(),
+            last_seq: 3,
+        }],
+    )
+    .await;
+    assert!(
+        matches!(r, Reply::BatchSync { ref conversations, .. } if conversations.is_empty()),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_stream_stops_at_its_cap_and_gives_the_conversation_back_to_pushes() {
+    let env = env_with(ServiceConfig {
+        sync_stream_max_messages: 10,
+        ..cfg()
+    });
+    let mut alice = Conn::login(&env, "alice", "iOS").await;
+    for i in 1..=150 {
+        send(&env, &mut alice, "single_alice_dave", &format!("m{i}"), "x").await;
+    }
+    let mut dave = login_jwt(&env, "dave", &token(&env, "dave")).await;
+    batch_sync(&env, &mut dave, Vec::new()).await;
+    dave.ctx.after_reply(&env.services);
+    assert_eq!(
+        pushed_seqs(&mut dave, 10).await,
+        (101..=110).collect::<Vec<_>>()
+    );
+    // The stream is over: a live push passes (the client fills the gap by
+    // SYNC_RANGE or its next BATCH_SYNC).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        send(&env, &mut alice, "single_alice_dave", "live", "x").await;
+        if !dave.pushes().is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "pushes stay held");
+        tokio::task::yield_now().await;
+    }
+}

@@ -1,0 +1,10 @@
+-- MSG_ACK per message and device (issue 18, item 5): a v2 device's BATCH_SYNC
+-- leaves out what that device acknowledged (it stored those pushes first).
+-- Rows at or below a cursor the device presents are deleted on its sync.
+CREATE TABLE acked_messages (
+    user_id         TEXT   NOT NULL,
+    device_id       TEXT   NOT NULL,
+    conversation_id TEXT   NOT NULL,
+    seq             BIGINT NOT NULL,
+    PRIMARY KEY (user_id, device_id, conversation_id, seq)
+) WITHOUT ROWID;
