@@ -422,6 +422,22 @@ async fn write_outbound(
     Ok((close_after, len))
 }
 
+/// Runs `writes` (which say whether they wrote a KICK_OUT) unless the
+/// session is closed first: a peer that stops reading blocks writes
+/// forever, and a session closed meanwhile (slow consumer) must not stay
+/// pinned here with its buffers. `None` when the writes failed or the
+/// session closed.
+async fn unless_closed(
+    writes: impl std::future::Future<Output = Result<bool, WebSocketError>>,
+    close: &CancellationToken,
+) -> Option<bool> {
+    tokio::select! {
+        biased;
+        r = writes => r.ok(),
+        () = close.cancelled() => None,
+    }
+}
+
 /// How long a closing connection may take to write its last frames.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -544,20 +560,13 @@ async fn writer(
                         wr.flush().await?;
                         Ok::<_, WebSocketError>(kicked)
                     };
-                    // A peer that stops reading blocks these writes forever; the
-                    // session is closed (slow consumer) meanwhile, and must not
-                    // stay pinned here with its buffers.
-                    let kicked = tokio::select! {
-                        biased;
-                        r = batch => match r {
-                            Ok(kicked) => kicked,
-                            Err(_) => break None,
-                        },
-                        () = close.cancelled() => break None,
-                    };
-                    if kicked {
-                        drain = false;
-                        break Some((CLOSE_POLICY, "kicked out"));
+                    match unless_closed(batch, &close).await {
+                        None => break None,
+                        Some(true) => {
+                            drain = false;
+                            break Some((CLOSE_POLICY, "kicked out"));
+                        }
+                        Some(false) => {}
                     }
                     if body.capacity() > 64 * 1024 { body = BytesMut::with_capacity(256); }
                     if frame.capacity() > 64 * 1024 { frame = BytesMut::with_capacity(256); }
@@ -589,17 +598,13 @@ async fn writer(
                 wr.flush().await?;
                 Ok::<_, WebSocketError>(kicked)
             };
-            let kicked = tokio::select! {
-                biased;
-                r = release => match r {
-                    Ok(kicked) => kicked,
-                    Err(_) => break None,
-                },
-                () = close.cancelled() => break None,
-            };
-            if kicked {
-                drain = false;
-                break Some((CLOSE_POLICY, "kicked out"));
+            match unless_closed(release, &close).await {
+                None => break None,
+                Some(true) => {
+                    drain = false;
+                    break Some((CLOSE_POLICY, "kicked out"));
+                }
+                Some(false) => {}
             }
         }
     };
