@@ -124,6 +124,7 @@ pub fn service_config(c: &Config) -> ServiceConfig {
         sync_max_reply_bytes: c.message.sync_max_reply_bytes,
         sync_stream_max_messages: c.message.sync_stream_max_messages,
         sync_stream_max_bytes: c.message.sync_stream_max_bytes,
+        ack_retention: c.message.ack_retention,
         typing_min_interval: c.message.typing_min_interval,
         writer: im_service::WriterConfig {
             batch_size: c.message.writer.batch_size,
@@ -552,7 +553,8 @@ async fn sweep_files(files: &FileService) {
     }
 }
 
-/// Every hour, forgets revocations of tokens that have expired anyway;
+/// Every hour, forgets revocations of tokens that have expired anyway and
+/// MSG_ACK rows older than `message.ack_retention`;
 /// every minute, forgets rate-limit buckets that have refilled and expires
 /// unreferenced anonymous files past `files.anonymous_ttl`.
 async fn purge_expired_state(services: Arc<Services>, shutdown: CancellationToken) {
@@ -577,6 +579,11 @@ async fn purge_expired_state(services: Arc<Services>, shutdown: CancellationToke
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired token revocations purged"),
             Err(e) => tracing::warn!(error = %e, "purging token revocations failed"),
+        }
+        match services.messaging.purge_old_acks().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "MSG_ACK rows past message.ack_retention purged"),
+            Err(e) => tracing::warn!(error = %e, "purging MSG_ACK rows failed"),
         }
     }
 }

@@ -589,6 +589,9 @@ pub struct MessageConfig {
     pub sync_stream_max_messages: u32,
     /// Most bytes streamed as BATCH_MSG after one BATCH_SYNC reply.
     pub sync_stream_max_bytes: usize,
+    /// How long a MSG_ACK row of a login that stopped syncing is kept (0: kept).
+    #[serde(deserialize_with = "duration::human")]
+    pub ack_retention: Duration,
     /// Minimum interval between two relayed typing notifications of a session.
     #[serde(deserialize_with = "duration::human")]
     pub typing_min_interval: Duration,
@@ -611,6 +614,7 @@ impl Default for MessageConfig {
             sync_max_reply_bytes: 768 * 1024,
             sync_stream_max_messages: 10_000,
             sync_stream_max_bytes: 64 * 1024 * 1024,
+            ack_retention: Duration::from_secs(30 * 24 * 3600),
             typing_min_interval: Duration::from_millis(200),
             writer: WriterConfig::default(),
             batch_size: None,
@@ -1378,6 +1382,16 @@ impl Config {
             0,
             1 << 30,
         );
+        if !m.ack_retention.is_zero() && m.ack_retention < Duration::from_secs(3600) {
+            v.issue(
+                "message.ack_retention",
+                format!(
+                    "must be 0 (keep) or at least 1h (a shorter one makes offline devices \
+                     count messages unread twice), got {:?}",
+                    m.ack_retention
+                ),
+            );
+        }
         let w = &m.writer;
         v.range("message.writer.batch_size", w.batch_size, 1, 10_000);
         v.range(

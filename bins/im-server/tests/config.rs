@@ -682,6 +682,27 @@ fn backend_token_and_chatroom_limits_are_validated() {
     });
 }
 
+/// `message.ack_retention`: days by default, 0 keeps the rows, anything
+/// under an hour is refused.
+#[test]
+fn ack_retention_loads_and_is_validated() {
+    Jail::expect_with(|jail| {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.message.ack_retention, Duration::from_secs(30 * 24 * 3600));
+        jail.set_env("IM_MESSAGE__ACK_RETENTION", "10m");
+        let text = error_text(Config::load(None));
+        assert!(text.contains("message.ack_retention"), "{text}");
+        jail.set_env("IM_MESSAGE__ACK_RETENTION", "0s");
+        assert!(Config::load(None).unwrap().message.ack_retention.is_zero());
+        jail.set_env("IM_MESSAGE__ACK_RETENTION", "7d");
+        assert_eq!(
+            Config::load(None).unwrap().message.ack_retention,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        Ok(())
+    });
+}
+
 /// `auth.allow_demo_tokens` x `server.mode` x whether the JWT secret is the
 /// public default. The v1 Talk sample app logs in with
 /// `demo_token_<userID>` (Talk/Talk/ViewControllers/SettingsViewController.swift:251@5529e01).

@@ -111,14 +111,16 @@ pub trait MessageStore: Send + Sync {
     ) -> StoreResult<i64>;
 
     /// Records that `device` of `user` acknowledged message `seq` of
-    /// `conversation_id` (one MSG_ACK; idempotent). Unlike
-    /// [`Self::record_delivered`] this says nothing about lower seqs.
+    /// `conversation_id` at `now_ms` (one MSG_ACK; idempotent: the first
+    /// time is kept). Unlike [`Self::record_delivered`] this says nothing
+    /// about lower seqs.
     async fn record_acked(
         &self,
         user: &UserId,
         device: &str,
         conversation_id: &str,
         seq: i64,
+        now_ms: i64,
     ) -> StoreResult<()>;
 
     /// [`Self::conversation_range`] without the messages `device` of `user`
@@ -142,6 +144,10 @@ pub trait MessageStore: Send + Sync {
         device: &str,
         cursors: &[(String, i64)],
     ) -> StoreResult<u64>;
+
+    /// Forgets every acknowledgement recorded before `before_ms` (those of
+    /// logins that stopped syncing); returns how many.
+    async fn purge_acked(&self, before_ms: i64) -> StoreResult<u64>;
 }
 
 /// Users known to the server.

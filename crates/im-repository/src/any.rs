@@ -264,8 +264,13 @@ impl MessageStore for AnyStore {
         device: &str,
         conversation_id: &str,
         seq: i64,
+        now_ms: i64,
     ) -> StoreResult<()> {
-        delegate!(self, s => s.record_acked(user, device, conversation_id, seq).await)
+        delegate!(self, s => s.record_acked(user, device, conversation_id, seq, now_ms).await)
+    }
+
+    async fn purge_acked(&self, before_ms: i64) -> StoreResult<u64> {
+        delegate!(self, s => s.purge_acked(before_ms).await)
     }
 
     async fn conversation_unacked(

@@ -10,8 +10,9 @@
 //! * `async fn reader(&self) -> StoreResult<impl DerefMut<Target = Conn>>`;
 //! * `async fn append_batch(&self, &[NewMessage]) -> StoreResult<Vec<Appended>>`;
 //! * `async fn record_delivered_impl(&self, user, device, conversation_id, seq) -> StoreResult<()>`;
-//! * `async fn record_acked_impl(&self, user, device, conversation_id, seq) -> StoreResult<()>`;
-//! * `async fn delete_acked_impl(&self, user, device, Vec<(conversation_id, up_to_seq)>) -> StoreResult<u64>`.
+//! * `async fn record_acked_impl(&self, user, device, conversation_id, seq, now_ms) -> StoreResult<()>`;
+//! * `async fn delete_acked_impl(&self, user, device, Vec<(conversation_id, up_to_seq)>) -> StoreResult<u64>`;
+//! * `async fn purge_acked_impl(&self, before_ms) -> StoreResult<u64>`.
 
 /// `limit` as a SQL LIMIT.
 pub(crate) fn sql_limit(limit: u32) -> i64 {
@@ -227,9 +228,14 @@ macro_rules! impl_store_ports {
                 device: &str,
                 conversation_id: &str,
                 seq: i64,
+                now_ms: i64,
             ) -> im_core::ports::StoreResult<()> {
-                self.record_acked_impl(user.as_str(), device, conversation_id, seq)
+                self.record_acked_impl(user.as_str(), device, conversation_id, seq, now_ms)
                     .await
+            }
+
+            async fn purge_acked(&self, before_ms: i64) -> im_core::ports::StoreResult<u64> {
+                self.purge_acked_impl(before_ms).await
             }
 
             async fn conversation_unacked(

@@ -86,6 +86,7 @@ diesel::table! {
         device_id -> Text,
         conversation_id -> Text,
         seq -> BigInt,
+        acked_at -> BigInt,
     }
 }
 

@@ -82,6 +82,10 @@ pub struct ServiceConfig {
     pub sync_stream_max_messages: u32,
     /// Most bytes (message elements) streamed after one BATCH_SYNC reply.
     pub sync_stream_max_bytes: usize,
+    /// How long a MSG_ACK row is kept for a login that does not sync again
+    /// (a login that syncs forgets its rows below its cursors at once);
+    /// zero keeps them.
+    pub ack_retention: Duration,
     /// Minimum interval between two relayed typing notifications of one session.
     pub typing_min_interval: Duration,
     /// How long after sending its sender may recall a message (group owners
@@ -166,6 +170,7 @@ impl Default for ServiceConfig {
             sync_max_reply_bytes: 768 * 1024,
             sync_stream_max_messages: 10_000,
             sync_stream_max_bytes: 64 * 1024 * 1024,
+            ack_retention: Duration::from_secs(30 * 24 * 3600),
             typing_min_interval: Duration::from_millis(200),
             recall_window: Duration::from_secs(120),
             max_group_members: 2000,

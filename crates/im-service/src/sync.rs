@@ -300,14 +300,29 @@ impl MessagingService {
                 // sends, and one pushed from another device (and acked) is
                 // better replaced by the synced copy, which says "sent".
                 if let Some(device) = device.filter(|_| m.sender_id != user.as_str()) {
+                    let now = self.clock.now_ms();
                     self.store
-                        .record_acked(user, device, &m.conversation_id, m.seq)
+                        .record_acked(user, device, &m.conversation_id, m.seq, now)
                         .await?;
                 }
                 Ok(())
             }
             _ => Ok(()),
         }
+    }
+
+    /// Forgets the MSG_ACK rows older than `ack_retention`: those of logins
+    /// that stopped syncing (reinstalled apps, lost devices). A login that
+    /// comes back after that gets those messages again in its BATCH_SYNC.
+    /// Returns how many rows went; nothing when the retention is zero.
+    pub async fn purge_old_acks(&self) -> Result<u64, crate::error::ServiceError> {
+        let keep = self.cfg.ack_retention;
+        if keep.is_zero() {
+            return Ok(0);
+        }
+        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        let before = self.clock.now_ms().saturating_sub(keep_ms);
+        Ok(self.store.purge_acked(before).await?)
     }
 
     /// v2 BATCH_SYNC: per conversation the messages after the client's

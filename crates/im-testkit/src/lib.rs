@@ -26,7 +26,8 @@ struct State {
     member_of: HashMap<String, HashSet<String>>,
     delivered: HashMap<(String, String, String), i64>,
     /// (user, device, conversation) -> acknowledged seqs.
-    acked: HashMap<(String, String, String), std::collections::BTreeSet<i64>>,
+    /// (user, device, conversation) -> seq -> when it was acked.
+    acked: HashMap<(String, String, String), std::collections::BTreeMap<i64, i64>>,
     users: HashMap<String, i64>,
     groups: HashMap<String, Group>,
     /// group id -> user id -> member.
@@ -377,6 +378,7 @@ impl MessageStore for MemoryStore {
         device: &str,
         conversation_id: &str,
         seq: i64,
+        now_ms: i64,
     ) -> StoreResult<()> {
         self.check()?;
         self.state
@@ -388,8 +390,22 @@ impl MessageStore for MemoryStore {
                 conversation_id.to_owned(),
             ))
             .or_default()
-            .insert(seq);
+            .entry(seq)
+            .or_insert(now_ms);
         Ok(())
+    }
+
+    async fn purge_acked(&self, before_ms: i64) -> StoreResult<u64> {
+        self.check()?;
+        let mut st = self.state.lock();
+        let mut n = 0u64;
+        st.acked.retain(|_, seqs| {
+            let had = seqs.len();
+            seqs.retain(|_, at| *at >= before_ms);
+            n += (had - seqs.len()) as u64;
+            !seqs.is_empty()
+        });
+        Ok(n)
     }
 
     async fn conversation_unacked(
@@ -417,7 +433,7 @@ impl MessageStore for MemoryStore {
             .get(conversation_id)
             .map(|c| {
                 c.range(after_seq + 1..=up_to_seq)
-                    .filter(|(seq, _)| !acked.is_some_and(|a| a.contains(seq)))
+                    .filter(|(seq, _)| !acked.is_some_and(|a| a.contains_key(seq)))
                     .take(limit as usize)
                     .filter_map(|(_, &i)| st.messages.get(i).cloned())
                     .collect()

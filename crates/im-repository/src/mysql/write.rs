@@ -271,6 +271,7 @@ pub(crate) async fn record_acked(
     device: &str,
     conversation_id: &str,
     seq: i64,
+    now_ms: i64,
 ) -> Result<(), RepoError> {
     use acked_messages::dsl as a;
     diesel::insert_or_ignore_into(a::acked_messages)
@@ -279,6 +280,7 @@ pub(crate) async fn record_acked(
             a::device_id.eq(device),
             a::conversation_id.eq(conversation_id),
             a::seq.eq(seq),
+            a::acked_at.eq(now_ms),
         ))
         .execute(conn)
         .await?;
@@ -326,4 +328,19 @@ pub(crate) async fn touch_user(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Deletes the acknowledgements recorded before `before_ms`; returns how many.
+pub(crate) async fn purge_acked(
+    conn: &mut AsyncMysqlConnection,
+    before_ms: i64,
+) -> Result<u64, RepoError> {
+    use acked_messages::dsl as a;
+    let n = diesel::delete(diesel::QueryDsl::filter(
+        a::acked_messages,
+        a::acked_at.lt(before_ms),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(u64::MAX))
 }

@@ -138,9 +138,17 @@ impl PgStore {
         device: &str,
         conversation_id: &str,
         seq: i64,
+        now_ms: i64,
     ) -> StoreResult<()> {
         let mut conn = self.reader().await?;
-        write::record_acked(&mut conn, user, device, conversation_id, seq)
+        write::record_acked(&mut conn, user, device, conversation_id, seq, now_ms)
+            .await
+            .map_err(StoreError::from)
+    }
+
+    async fn purge_acked_impl(&self, before_ms: i64) -> StoreResult<u64> {
+        let mut conn = self.reader().await?;
+        write::purge_acked(&mut conn, before_ms)
             .await
             .map_err(StoreError::from)
     }

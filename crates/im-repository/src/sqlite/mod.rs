@@ -223,14 +223,19 @@ impl SqliteStore {
         device: &str,
         conversation_id: &str,
         seq: i64,
+        now_ms: i64,
     ) -> StoreResult<()> {
         let (user, device, conversation_id) = (
             user.to_owned(),
             device.to_owned(),
             conversation_id.to_owned(),
         );
-        self.write(move |c| write::record_acked(c, &user, &device, &conversation_id, seq))
+        self.write(move |c| write::record_acked(c, &user, &device, &conversation_id, seq, now_ms))
             .await
+    }
+
+    async fn purge_acked_impl(&self, before_ms: i64) -> StoreResult<u64> {
+        self.write(move |c| write::purge_acked(c, before_ms)).await
     }
 
     async fn delete_acked_impl(

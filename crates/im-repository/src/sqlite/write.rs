@@ -201,6 +201,7 @@ pub(crate) fn record_acked(
     device: &str,
     conversation_id: &str,
     seq: i64,
+    now_ms: i64,
 ) -> Result<(), RepoError> {
     use acked_messages::dsl as a;
     diesel::insert_or_ignore_into(a::acked_messages)
@@ -209,6 +210,7 @@ pub(crate) fn record_acked(
             a::device_id.eq(device),
             a::conversation_id.eq(conversation_id),
             a::seq.eq(seq),
+            a::acked_at.eq(now_ms),
         ))
         .execute(conn)?;
     Ok(())
@@ -256,6 +258,17 @@ pub(crate) fn touch_user(
         .filter(u::last_seen.lt(excluded(u::last_seen)))
         .execute(conn)?;
     Ok(())
+}
+
+/// Deletes the acknowledgements recorded before `before_ms`; returns how many.
+pub(crate) fn purge_acked(conn: &mut SqliteConnection, before_ms: i64) -> Result<u64, RepoError> {
+    use acked_messages::dsl as a;
+    let n = diesel::delete(diesel::QueryDsl::filter(
+        a::acked_messages,
+        a::acked_at.lt(before_ms),
+    ))
+    .execute(conn)?;
+    Ok(u64::try_from(n).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

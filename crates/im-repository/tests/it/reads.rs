@@ -11,6 +11,7 @@ store_tests!(
     user_conversations_list_heads,
     delivered_seq_never_moves_backwards,
     acked_messages_are_left_out_per_device_and_forgotten_below_cursors,
+    acked_messages_older_than_the_retention_are_purged,
     users_are_provisioned_by_touch,
     ids_compare_byte_wise,
 );
@@ -259,12 +260,18 @@ async fn acked_messages_are_left_out_per_device_and_forgotten_below_cursors(db: 
         (1..=10).collect::<Vec<_>>()
     );
     for s in [2, 3, 7, 10] {
-        db.store.record_acked(&bob, "phone", conv, s).await.unwrap();
+        db.store
+            .record_acked(&bob, "phone", conv, s, 1_000)
+            .await
+            .unwrap();
     }
     // idempotent
-    db.store.record_acked(&bob, "phone", conv, 3).await.unwrap();
     db.store
-        .record_acked(&bob, "phone", other, 1)
+        .record_acked(&bob, "phone", conv, 3, 1_000)
+        .await
+        .unwrap();
+    db.store
+        .record_acked(&bob, "phone", other, 1, 1_000)
         .await
         .unwrap();
     assert_eq!(seqs("phone", 0, 10, 100).await, vec![1, 4, 5, 6, 8, 9]);
@@ -328,4 +335,52 @@ async fn acked_messages_are_left_out_per_device_and_forgotten_below_cursors(db: 
             .unwrap(),
         0
     );
+}
+
+/// `purge_acked` forgets the acknowledgements recorded before a time (a
+/// login that stopped syncing), whoever and wherever they are; a repeated
+/// ack keeps its first time; newer rows stay.
+async fn acked_messages_older_than_the_retention_are_purged(db: TestDb) {
+    let batch: Vec<_> = (1..=4)
+        .map(|i| single("alice", "bob", &format!("{i}")))
+        .collect();
+    db.store.append(&batch).await.unwrap();
+    let (bob, alice, conv) = (uid("bob"), uid("alice"), "single_alice_bob");
+    let unacked = |user: im_core::UserId, device: &'static str| {
+        let store = db.store.clone();
+        async move {
+            store
+                .conversation_unacked(conv, 0, 4, &user, device, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.seq)
+                .collect::<Vec<_>>()
+        }
+    };
+    let ack = |user: &im_core::UserId, device: &str, seq: i64, at: i64| {
+        let (store, user, device) = (db.store.clone(), user.clone(), device.to_owned());
+        async move {
+            store
+                .record_acked(&user, &device, conv, seq, at)
+                .await
+                .unwrap()
+        }
+    };
+    ack(&bob, "old-phone", 1, 100).await;
+    ack(&bob, "old-phone", 2, 200).await;
+    ack(&bob, "new-phone", 1, 5_000).await;
+    ack(&alice, "tablet", 3, 150).await;
+    // a repeat keeps the first time: still due
+    ack(&bob, "old-phone", 2, 9_000).await;
+    assert_eq!(
+        db.store.purge_acked(100).await.unwrap(),
+        0,
+        "strictly before"
+    );
+    assert_eq!(db.store.purge_acked(1_000).await.unwrap(), 3);
+    assert_eq!(unacked(bob.clone(), "old-phone").await, vec![1, 2, 3, 4]);
+    assert_eq!(unacked(alice.clone(), "tablet").await, vec![1, 2, 3, 4]);
+    assert_eq!(unacked(bob.clone(), "new-phone").await, vec![2, 3, 4]);
+    assert_eq!(db.store.purge_acked(1_000).await.unwrap(), 0);
 }

@@ -215,3 +215,46 @@ async fn the_stream_stops_at_its_cap_and_gives_the_conversation_back_to_pushes()
         tokio::task::yield_now().await;
     }
 }
+
+/// MSG_ACK rows of a login that stops syncing go after `ack_retention`
+/// (30 days): that login, back later, gets the messages again.
+#[tokio::test]
+async fn acks_of_a_login_that_stopped_syncing_are_purged_after_the_retention() {
+    let env = env_with(cfg());
+    let mut alice = Conn::login(&env, "alice", "iOS").await;
+    let mut bob = login_jwt(&env, "bob", &token(&env, "bob")).await;
+    for i in 1..=2 {
+        send(&env, &mut alice, "single_alice_bob", &format!("p{i}"), "x").await;
+    }
+    let pushed: Vec<_> = bob
+        .pushes()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pushed.len(), 2);
+    for m in &pushed {
+        let ack = Request::Ack {
+            message_id: m.server_msg_id.clone(),
+            seq: 0,
+        };
+        assert!(bob.call(&env, ack).await.is_none());
+    }
+    let synced = |r: Reply| match r {
+        Reply::BatchSync { conversations, .. } => conversations
+            .iter()
+            .map(|c| c.messages.len())
+            .sum::<usize>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(synced(batch_sync(&env, &mut bob, Vec::new()).await), 0);
+    bob.ctx.after_reply(&env.services);
+    const DAY: i64 = 24 * 3600 * 1000;
+    env.clock.advance(29 * DAY);
+    assert_eq!(env.services.messaging.purge_old_acks().await.unwrap(), 0);
+    env.clock.advance(2 * DAY);
+    assert_eq!(env.services.messaging.purge_old_acks().await.unwrap(), 2);
+    assert_eq!(synced(batch_sync(&env, &mut bob, Vec::new()).await), 2);
+}
