@@ -50,6 +50,27 @@ fn now_secs() -> i64 {
     i64::try_from(d.as_secs()).unwrap()
 }
 
+/// Sends MSG_ACK, as the SDK does, for the pushed messages whose seq
+/// `acks` picks; returns how many messages were pushed.
+async fn ack_pushes(env: &Env, c: &mut Conn, acks: impl Fn(i64) -> bool) -> usize {
+    let pushed: Vec<_> = c
+        .pushes()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    for m in pushed.iter().filter(|m| acks(m.seq)) {
+        let ack = Request::Ack {
+            message_id: m.server_msg_id.clone(),
+            seq: 0,
+        };
+        assert!(c.call(env, ack).await.is_none());
+    }
+    pushed.len()
+}
+
 fn token(env: &Env, user: &str) -> String {
     env.services
         .auth
@@ -129,27 +150,7 @@ async fn only_what_this_login_acked_is_left_out_and_the_cursor_covers_it() {
     for i in 1..=3 {
         send(&env, &mut alice, "single_alice_bob", &format!("m{i}"), "x").await;
     }
-    let pushed: Vec<_> = bob
-        .pushes()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Message(m) => Some(m),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(pushed.len(), 3);
-    for m in pushed.iter().filter(|m| m.seq != 2) {
-        let r = bob
-            .call(
-                &env,
-                Request::Ack {
-                    message_id: m.server_msg_id.clone(),
-                    seq: 0,
-                },
-            )
-            .await;
-        assert!(r.is_none());
-    }
+    assert_eq!(ack_pushes(&env, &mut bob, |seq| seq != 2).await, 3);
     let Reply::BatchSync {
         conversations,
         total,
@@ -226,22 +227,7 @@ async fn acks_of_a_login_that_stopped_syncing_are_purged_after_the_retention() {
     for i in 1..=2 {
         send(&env, &mut alice, "single_alice_bob", &format!("p{i}"), "x").await;
     }
-    let pushed: Vec<_> = bob
-        .pushes()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Message(m) => Some(m),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(pushed.len(), 2);
-    for m in &pushed {
-        let ack = Request::Ack {
-            message_id: m.server_msg_id.clone(),
-            seq: 0,
-        };
-        assert!(bob.call(&env, ack).await.is_none());
-    }
+    assert_eq!(ack_pushes(&env, &mut bob, |_| true).await, 2);
     let synced = |r: Reply| match r {
         Reply::BatchSync { conversations, .. } => conversations
             .iter()
