@@ -19,7 +19,9 @@ use std::sync::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
-use crate::durability::{Backend, PgDatabase, Proc, all_messages, conv, login, send_req};
+use im_repository::scratch::{self, Gate, ScratchDb};
+
+use crate::durability::{Backend, Proc, all_messages, conv, login, send_req};
 
 /// A TCP proxy to a database that can drop every connection and refuse
 /// new ones until restored.
@@ -106,28 +108,66 @@ async fn send_once(c: &mut Client, req: Request) -> Option<(String, i64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_under_load_loses_and_duplicates_nothing() {
-    let Some(db) = PgDatabase::create() else {
-        return;
+    outage_under_load(im_repository::Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_outage_under_load_loses_and_duplicates_nothing() {
+    outage_under_load(im_repository::Backend::Mysql).await;
+}
+
+/// A fresh database of `backend` on the server `IM_TEST_*_URL` names,
+/// reached through a [`Cutter`]; `None` (reason printed) when the backend
+/// is not configured and not required.
+async fn scratch_behind_cutter(
+    backend: im_repository::Backend,
+) -> Option<(ScratchDb, Cutter, String)> {
+    let admin = match scratch::gate(backend).unwrap() {
+        Gate::Run(url) => url,
+        Gate::Skip(why) => {
+            eprintln!("skipping: {why}");
+            return None;
+        }
     };
-    // postgres://user@host:port/db -> the proxy in place of host:port.
-    let rest = db.url.split_once("://").unwrap().1;
+    let db = ScratchDb::create(&admin).await.unwrap();
+    // scheme://user@host:port/db -> the proxy in place of host:port.
+    let rest = db.url().split_once("://").unwrap().1;
     let (userinfo_host, path) = rest.split_once('/').unwrap();
     let host = userinfo_host.rsplit('@').next().unwrap();
     let upstream: SocketAddr = tokio::net::lookup_host(host).await.unwrap().next().unwrap();
     let cutter = Cutter::start(upstream).await;
-    let url = db.url.replacen(
+    let url = db.url().replacen(
         &format!("{host}/{path}"),
         &format!("{}/{path}", cutter.addr),
         1,
     );
-    assert_ne!(url, db.url);
+    assert_ne!(url, db.url());
+    // mysql_async moves a connection to 127.0.0.1 over to the server's Unix
+    // socket when it can (`prefer_socket`), which would bypass the proxy.
+    let url = match backend {
+        im_repository::Backend::Mysql => format!("{url}?prefer_socket=false"),
+        _ => url,
+    };
+    Some((db, cutter, url))
+}
+
+async fn outage_under_load(backend: im_repository::Backend) {
+    let Some((db, cutter, url)) = scratch_behind_cutter(backend).await else {
+        return;
+    };
+    let kind = match backend {
+        im_repository::Backend::Mysql => "mysql",
+        _ => "postgres",
+    };
     let dir = tempfile::tempdir().unwrap();
     let server = Proc::start(
         &Backend {
-            name: "postgres-outage",
+            name: "database-outage",
             env: vec![
-                ("IM_DATABASE__TYPE".into(), "postgres".into()),
+                ("IM_DATABASE__TYPE".into(), kind.into()),
                 ("IM_DATABASE__URL".into(), url),
+                // The receiver sends no heartbeats while it waits out the run.
+                ("IM_SERVER__IDLE_TIMEOUT".into(), "10m".into()),
             ],
         },
         &dir.path().join("server.log"),
@@ -232,11 +272,13 @@ async fn postgres_outage_under_load_loses_and_duplicates_nothing() {
         pushed.len()
     );
     eprintln!(
-        "postgres outage: {tries} sends tried, {refused_during_outage} unanswered during the outage, \
+        "{kind} outage: {tries} sends tried, {refused_during_outage} unanswered during the outage, \
          {} acknowledged, {} stored, {} pushed",
         acked.len(),
         stored.len(),
         pushed.len()
     );
     server.stop();
+    drop(cutter);
+    db.drop_database().await.unwrap();
 }

@@ -102,10 +102,13 @@ impl MysqlStore {
         };
         migrate::run(&opts, mode).await?;
         let mut config = ManagerConfig::<AsyncMysqlConnection>::default();
-        // Idle connections are pinged by the pool hook; a busy one that broke
-        // fails its query (retryable) and is dropped by the transaction
-        // manager's broken check.
-        config.recycling_method = RecyclingMethod::Fast;
+        // Every checkout pings (`SELECT 1`): a MySQL connection whose link
+        // was cut (a database restart) does not look broken to the pool,
+        // and under steady traffic it is never idle long enough for the
+        // idle ping of the pool hook, so with `Fast` the same dead
+        // connections were handed out again and again and the store never
+        // recovered (chaos::mariadb_outage_under_load_loses_and_duplicates_nothing).
+        config.recycling_method = RecyclingMethod::Verified;
         config.custom_setup = Box::new(|url: &str| {
             let url = url.to_owned();
             Box::pin(async move { establish(&url).await })
