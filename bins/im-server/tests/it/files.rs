@@ -9,22 +9,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::TestServer;
 
-struct Resp {
-    status: u16,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
     /// Lower-cased names.
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
+    /// The value of header `name` (lower-case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
@@ -34,7 +35,16 @@ impl Resp {
 /// `body` as they are; reads the whole response (the request says
 /// `Connection: close`).
 async fn send(addr: SocketAddr, head: &str, body: &[u8]) -> Resp {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    exchange(
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        head,
+        body,
+    )
+    .await
+}
+
+/// [`send`] on a connected `stream`.
+pub(crate) async fn exchange(mut stream: tokio::net::TcpStream, head: &str, body: &[u8]) -> Resp {
     let mut req = head.as_bytes().to_vec();
     req.extend_from_slice(b"\r\n");
     req.extend_from_slice(body);
@@ -82,14 +92,24 @@ async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
+    send(addr, &request_head(method, path, headers, body.len()), body).await
+}
+
+/// The head of a `Connection: close` request with `Content-Length` and the
+/// given extra headers, for [`send`] / [`exchange`].
+pub(crate) fn request_head(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    len: usize,
+) -> String {
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len}\r\n"
     );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    send(addr, &head, body).await
+    head
 }
 
 async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp {

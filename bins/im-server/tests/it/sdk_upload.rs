@@ -18,32 +18,9 @@ use std::path::Path;
 use bytes::Bytes;
 use im_core::Generation;
 use im_core::command::{Request, SendRequest};
-use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::files::{Resp, exchange, request_head};
 use crate::{TestServer, sent_ok};
-
-struct Resp {
-    status: u16,
-    /// Lower-cased.
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head
-            .split("\r\n")
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim() == name)
-            .map(|(_, v)| v.trim())
-    }
-}
 
 fn local(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
@@ -60,38 +37,10 @@ async fn request(
 ) -> Resp {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(from, 0)).unwrap();
-    let mut stream = socket.connect(addr).await.unwrap();
-    let mut req = format!(
-        "{head} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body);
-    // The server may answer (and close) before reading the whole body.
-    let _ = stream.write_all(&bytes).await;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    let split = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(&out)));
-    let head = String::from_utf8_lossy(&out[..split]).to_ascii_lowercase();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    Resp {
-        status,
-        head,
-        body: out[split + 4..].to_vec(),
-    }
+    let stream = socket.connect(addr).await.unwrap();
+    let (method, path) = head.split_once(' ').unwrap();
+    let req = request_head(method, path, headers, body.len());
+    exchange(stream, &req, body).await
 }
 
 /// What `IMFileManager.uploadFile` sends (IMFileManager.swift:203-211@07bf3fe).
