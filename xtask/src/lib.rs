@@ -4,6 +4,8 @@
 //!   hygiene; also run by `cargo test --workspace` (`xtask/tests/tidy.rs`).
 //! * `bench`: release build, im-bench scenarios against a fresh im-server
 //!   (and nats-server with `--vs nats`), one summary table.
+//! * `soak`: build im-server and im-soak, run the randomized soak with its
+//!   history checker (`bins/im-soak`).
 //! * `dist`: `--locked` release build, stripped, packed with the example
 //!   config, README and LICENSE into `target/dist/*.tar.gz` plus a `.sha256`.
 
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 pub mod bench;
 pub mod dist;
+pub mod soak;
 pub mod tidy;
 
 /// The workspace root (the parent of this crate's directory).

@@ -12,6 +12,8 @@ commands:
           and that every crate inherits the workspace lints and dependencies
   bench   build release, run the im-bench scenarios against a fresh server
           (and nats-server with --vs nats), print the table; `bench --help`
+  soak    build im-server and im-soak, run the randomized soak (seeded traffic,
+          faults, history checker); `soak --help`
   dist    release build (--locked), stripped, packed with the example config,
           README and LICENSE into target/dist/*.tar.gz plus a .sha256; `dist --help`
   help    print this message";
@@ -29,6 +31,17 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        ["soak", "help" | "-h" | "--help"] => {
+            println!("{}", xtask::soak::USAGE);
+            ExitCode::SUCCESS
+        }
+        ["soak", rest @ ..] => match xtask::soak::main(&xtask::workspace_root(), rest) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("soak: {e:#}");
                 ExitCode::FAILURE
             }
         },

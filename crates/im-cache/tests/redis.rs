@@ -413,13 +413,19 @@ async fn racing_nodes_report_one_transition() {
     ctx.cleanup().await;
 }
 
-/// Collects what the bus delivers.
+/// Collects what the bus delivers, and counts resubscriptions.
 #[derive(Default)]
-struct Collector(Mutex<Vec<Vec<u8>>>);
+struct Collector(Mutex<Vec<Vec<u8>>>, std::sync::atomic::AtomicUsize);
 
 impl BusHandler for Collector {
     fn on_message(&self, payload: &[u8]) {
         self.0.lock().unwrap().push(payload.to_vec());
+    }
+
+    fn on_subscription(&self, up: bool) {
+        if !up {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 }
 
@@ -583,6 +589,11 @@ async fn the_bus_reconnects_after_a_redis_restart() {
         handler.has(b"before")
     })
     .await;
+    assert_eq!(
+        handler.1.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no subscription lost yet"
+    );
 
     server.kill().await;
     // While Redis is away, publishing fails as retryable.
@@ -602,6 +613,9 @@ async fn the_bus_reconnects_after_a_redis_restart() {
     .await;
     cache.health().ping().await.unwrap();
     assert!(!handler.has(b"lost"));
+    // The handler was told that broadcasts were being missed (the cluster
+    // stops trusting its invalidation-kept caches then).
+    assert!(handler.1.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }
 
 #[tokio::test]

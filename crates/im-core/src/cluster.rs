@@ -48,6 +48,11 @@ pub trait RouteTable: Send + Sync {
 /// adapter's task: it must not block (queue, or deliver with `try_send`).
 pub trait BusHandler: Send + Sync {
     fn on_message(&self, payload: &[u8]);
+
+    /// The adapter's subscription is up (`true`, the first time too) or
+    /// lost (`false`). While it is lost, broadcasts are missed, so state
+    /// kept coherent by them (cache invalidations) must not be trusted.
+    fn on_subscription(&self, up: bool);
 }
 
 /// Messages between nodes: at most once, no ordering across publishers.
@@ -62,7 +67,8 @@ pub trait Bus: Send + Sync {
     async fn broadcast(&self, payload: &[u8]) -> StoreResult<()>;
 
     /// Starts delivering this node's messages and the broadcasts to
-    /// `handler`, in a background task that reconnects after failures,
+    /// `handler`, in a background task that reconnects after failures
+    /// (telling [`BusHandler::on_subscription`] when it is lost and back),
     /// until the process ends. Call once.
     fn start(&self, handler: Arc<dyn BusHandler>);
 }

@@ -30,6 +30,9 @@ pub(crate) struct BlockCache {
     ttl: Duration,
     /// Changes are broadcast to the other nodes' caches through it.
     cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// False while invalidations from other nodes may be missed (the bus
+    /// is down): nothing is served from or put into the cache.
+    coherent: std::sync::atomic::AtomicBool,
 }
 
 impl BlockCache {
@@ -41,12 +44,14 @@ impl BlockCache {
             capacity,
             ttl,
             cluster: std::sync::OnceLock::new(),
+            coherent: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
     /// Whether `owner` blocked `target`.
     pub async fn is_blocked(&self, owner: &str, target: &str) -> StoreResult<bool> {
-        if let Some(e) = self.cache.lock().get(owner) {
+        let coherent = self.coherent.load(Ordering::SeqCst);
+        if let Some(e) = self.cache.lock().get(owner).filter(|_| coherent) {
             if e.loaded.elapsed() < self.ttl {
                 return Ok(e.blocked.contains(target));
             }
@@ -62,7 +67,7 @@ impl BlockCache {
         let hit = blocked.contains(target);
         if self.capacity > 0 {
             let mut cache = self.cache.lock();
-            if self.epoch.load(Ordering::SeqCst) == epoch {
+            if self.epoch.load(Ordering::SeqCst) == epoch && self.coherent.load(Ordering::SeqCst) {
                 if cache.len() >= self.capacity && !cache.contains_key(owner) {
                     let ttl = self.ttl;
                     cache.retain(|_, e| e.loaded.elapsed() < ttl);
@@ -108,6 +113,15 @@ impl BlockCache {
         let mut cache = self.cache.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         cache.remove(owner);
+    }
+
+    /// Drops every cached blocklist on this node; while `coherent` is
+    /// false (the bus is down) nothing is cached.
+    pub fn set_coherent(&self, coherent: bool) {
+        let mut cache = self.cache.lock();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.coherent.store(coherent, Ordering::SeqCst);
+        cache.clear();
     }
 }
 

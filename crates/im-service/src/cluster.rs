@@ -304,6 +304,9 @@ pub(crate) fn start(
         cfg.refresh_interval,
         shutdown,
     ));
+    // Until the bus is subscribed, other nodes' invalidations are missed.
+    directory.set_coherent(false);
+    blocks.set_coherent(false);
     let receiver = Arc::new(Receiver {
         node_id: cluster.node_id.clone(),
         hub,
@@ -466,6 +469,21 @@ impl BusHandler for Receiver {
         for m in envelope.messages {
             self.apply(m);
         }
+    }
+
+    /// Without the subscription, invalidations are missed: cached groups
+    /// and blocklists are dropped and not cached again until it is back
+    /// (and dropped again then), rather than trusted until their TTL.
+    /// Found by the soak: a member kicked while Redis restarted kept
+    /// receiving the group's messages on the other nodes, and one who
+    /// joined was refused there.
+    fn on_subscription(&self, up: bool) {
+        tracing::info!(
+            up,
+            "bus subscription changed: cached groups and blocklists dropped"
+        );
+        self.directory.set_coherent(up);
+        self.blocks.set_coherent(up);
     }
 }
 

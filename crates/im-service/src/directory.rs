@@ -7,8 +7,11 @@
 //! TTL passes, or until it is evicted by capacity. An invalidation bumps an
 //! epoch, so a load that raced with a change is returned but not cached.
 //!
-//! Several nodes: invalidations are broadcast on the bus; a node that missed
-//! one (Redis away) sees the change when the TTL expires.
+//! Several nodes: invalidations are broadcast on the bus; a node whose bus
+//! subscription was lost (Redis away) may have missed some, so it drops its
+//! whole cache when the subscription is back
+//! ([`GroupDirectory::invalidate_all_local`]); the TTL bounds whatever the
+//! bus cannot notice.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,6 +57,9 @@ pub(crate) struct GroupDirectory {
     ttl: Duration,
     /// Changes are broadcast to the other nodes' caches through it.
     cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// False while invalidations from other nodes may be missed (the bus
+    /// is down): nothing is served from or put into the cache.
+    coherent: std::sync::atomic::AtomicBool,
     /// Chat room membership (in memory, this node's).
     pub(crate) rooms: crate::chatrooms::ChatRooms,
 }
@@ -67,6 +73,7 @@ impl GroupDirectory {
             capacity,
             ttl,
             cluster: std::sync::OnceLock::new(),
+            coherent: std::sync::atomic::AtomicBool::new(true),
             rooms: crate::chatrooms::ChatRooms::new(crate::config::ChatRoomConfig::default()),
         }
     }
@@ -79,7 +86,8 @@ impl GroupDirectory {
 
     /// The group `group_id` (dismissed ones too), or None if it never existed.
     pub async fn get(&self, group_id: &str) -> StoreResult<Option<Arc<GroupSnapshot>>> {
-        if let Some(e) = self.cache.lock().get(group_id) {
+        let coherent = self.coherent.load(Ordering::SeqCst);
+        if let Some(e) = self.cache.lock().get(group_id).filter(|_| coherent) {
             if e.loaded.elapsed() < self.ttl {
                 return Ok(Some(Arc::clone(&e.snapshot)));
             }
@@ -107,7 +115,7 @@ impl GroupDirectory {
             let mut cache = self.cache.lock();
             // Checked under the lock `invalidate` takes: a change committed
             // after our reads began has bumped the epoch, so we do not cache.
-            if self.epoch.load(Ordering::SeqCst) == epoch {
+            if self.epoch.load(Ordering::SeqCst) == epoch && self.coherent.load(Ordering::SeqCst) {
                 if cache.len() >= self.capacity && !cache.contains_key(group_id) {
                     evict_one(&mut cache, self.ttl);
                 }
@@ -143,6 +151,15 @@ impl GroupDirectory {
         let mut cache = self.cache.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         cache.remove(group_id);
+    }
+
+    /// Drops every cached group on this node; while `coherent` is false
+    /// (the bus is down) nothing is cached.
+    pub fn set_coherent(&self, coherent: bool) {
+        let mut cache = self.cache.lock();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.coherent.store(coherent, Ordering::SeqCst);
+        cache.clear();
     }
 
     #[cfg(test)]
@@ -261,6 +278,52 @@ mod tests {
         assert!(s.member("bob").is_some());
         assert_eq!(s.member_ids.len(), 2);
         assert!(dir.get("nope").await.unwrap().is_none());
+    }
+
+    /// After the bus was away (a missed invalidation), every cached group
+    /// is reloaded: a member kicked meanwhile is not seen any more.
+    #[tokio::test]
+    async fn nothing_is_cached_while_the_bus_is_down() {
+        let fake = Arc::new(Fake::default());
+        fake.members.lock().push("alice".into());
+        let dir = GroupDirectory::new(fake.clone(), 8, Duration::from_secs(60));
+        assert!(
+            dir.get("g")
+                .await
+                .unwrap()
+                .unwrap()
+                .member("alice")
+                .is_some()
+        );
+        fake.members.lock().clear();
+        assert!(
+            dir.get("g")
+                .await
+                .unwrap()
+                .unwrap()
+                .member("alice")
+                .is_some()
+        );
+        // The bus goes away: the cached entry (and any later load) is not
+        // trusted, every read goes to the store.
+        dir.set_coherent(false);
+        assert!(
+            dir.get("g")
+                .await
+                .unwrap()
+                .unwrap()
+                .member("alice")
+                .is_none()
+        );
+        fake.members.lock().push("bob".into());
+        assert!(dir.get("g").await.unwrap().unwrap().member("bob").is_some());
+        assert_eq!(dir.cached(), 0);
+        let loads = fake.loads.load(Ordering::SeqCst);
+        // Back: cached again.
+        dir.set_coherent(true);
+        dir.get("g").await.unwrap();
+        dir.get("g").await.unwrap();
+        assert_eq!(fake.loads.load(Ordering::SeqCst), loads + 1);
     }
 
     #[tokio::test]

@@ -1502,7 +1502,8 @@ pub mod cluster {
             self.shared
                 .handlers
                 .lock()
-                .insert(self.node_id.clone(), handler);
+                .insert(self.node_id.clone(), Arc::clone(&handler));
+            handler.on_subscription(true);
         }
     }
 }

@@ -100,6 +100,7 @@ async fn subscriber(inner: Arc<Inner>, handler: Arc<dyn BusHandler>) {
         }
         if subscribed {
             backoff = MIN_BACKOFF;
+            handler.on_subscription(false);
         }
         tokio::time::sleep(backoff).await;
         backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
@@ -119,6 +120,8 @@ async fn subscribe_and_deliver(
     within(timeout, sink.subscribe(channels.as_slice())).await?;
     *subscribed = true;
     tracing::info!(channels = ?channels, "redis bus subscribed");
+    // Broadcasts published while we were away are gone.
+    handler.on_subscription(true);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
