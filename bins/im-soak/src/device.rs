@@ -152,6 +152,8 @@ pub struct Device {
     newest_in: BTreeMap<String, (i64, String)>,
     /// Sends still without an answer at the end of their attempts.
     unresolved: Vec<(Key, Request)>,
+    /// What the device was doing (for the records of a violation).
+    doing: &'static str,
 }
 
 impl Device {
@@ -172,6 +174,7 @@ impl Device {
             own: Vec::new(),
             newest_in: BTreeMap::new(),
             unresolved: Vec::new(),
+            doing: "starting",
         }
     }
 
@@ -213,6 +216,7 @@ impl Device {
                 880..886 => self.logout().await,
                 _ => {}
             }
+            self.doing = "idle";
             let pause = self.rng.random_range(20..200);
             self.drain(Duration::from_millis(pause)).await;
         }
@@ -390,7 +394,7 @@ impl Device {
             Event::Message(m) => {
                 let key = key_of(&m);
                 if current && !self.pushed.insert(key.clone()) {
-                    self.rec().push_dup(self.spec.index, key);
+                    self.rec().push_dup(self.spec.index, key, self.doing);
                 }
                 self.hold(&m, m.revoked.is_some(), Via::Push);
                 self.rec().op("push");
@@ -529,6 +533,7 @@ impl Device {
             attempts: Vec::new(),
         });
         self.rec().op("send");
+        self.doing = "send";
         let req = Request::Send(SendRequest {
             client_msg_id: cid,
             conversation_id: conv,
@@ -683,6 +688,7 @@ impl Device {
         let i = self.rng.random_range(0..self.own.len());
         let (key, smid) = self.own.swap_remove(i);
         self.rec().op("recall");
+        self.doing = "recall";
         // v1 names its own message by client id.
         let message_id = if self.spec.kind.v2() {
             smid
@@ -726,6 +732,7 @@ impl Device {
             return;
         };
         self.rec().op("read_receipt");
+        self.doing = "read_receipt";
         let start = self.rec().now();
         let r = self
             .call(
@@ -768,6 +775,7 @@ impl Device {
     /// BATCH_SYNC with the cursors until a reply carries nothing.
     pub async fn batch_sync(&mut self) {
         self.rec().op("batch_sync");
+        self.doing = "batch_sync";
         // What already arrived is handled (and acknowledged) first, as the
         // SDK's receive path does independently of its sync requests.
         self.drain(Duration::ZERO).await;
@@ -814,6 +822,7 @@ impl Device {
             return;
         };
         self.rec().op("sync_range");
+        self.doing = "sync_range";
         let from = self.rng.random_range(1..=head.max(1));
         self.sync_range(&conv, from, head.max(1) + 50, false).await;
     }
@@ -858,6 +867,7 @@ impl Device {
     /// v1 SYNC_REQ from the inbox cursor while `has_more`.
     pub async fn sync_inbox(&mut self) {
         self.rec().op("sync_inbox");
+        self.doing = "sync_inbox";
         for _ in 0..10_000 {
             let req = Request::SyncInbox {
                 min_seq: self.inbox,

@@ -375,7 +375,7 @@ impl Recorder {
         });
     }
 
-    pub fn push_dup(&self, device: usize, key: Key) {
+    pub fn push_dup(&self, device: usize, key: Key, doing: &str) {
         let at = self.now();
         self.with(|h| {
             if let Some(d) = h.devices.get_mut(device) {
@@ -385,7 +385,7 @@ impl Recorder {
                     .map(|x| format!("first {:?} at {} ms", x.first_via, x.first_at))
                     .unwrap_or_default();
                 d.push_dups
-                    .push((key, format!("{first}, again at {at} ms")));
+                    .push((key, format!("{first}, again at {at} ms while {doing}")));
             }
         });
     }

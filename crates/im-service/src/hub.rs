@@ -96,7 +96,10 @@ impl SessionHandle {
             }
         }
         match self.tx.try_send(Outbound::Event(Arc::clone(event))) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.sync_gate.delivered(event);
+                true
+            }
             Err(TrySendError::Full(_)) => {
                 metrics::counter!(crate::metrics::PUSHES_DROPPED, "event" => crate::metrics::event_name(event))
                     .increment(1);

@@ -551,6 +551,7 @@ impl SessionCtx {
                 }
             }
             Request::Ack { message_id, .. } => {
+                self.streams.gate.acked(&message_id);
                 // Per-message rows serve BATCH_SYNC only: v2.
                 let device = self
                     .ack_device

@@ -19,11 +19,11 @@
 //!   frames, which the SDK handles like pushes (`IMClient.swift:1064-1066`,
 //!   `1271-1306`, TCP `284-285`, `1618-1623`). See [`Backlog`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use im_core::command::{ConversationBatch, Reply, SyncState};
+use im_core::command::{ConversationBatch, Event, Reply, SyncState};
 use im_core::model::{MessageView, StoredMessage};
 use im_core::{ErrorCode, Generation, StoreError, UserId};
 use im_protocol::convert::size::{
@@ -106,11 +106,27 @@ impl BatchFrame {
 /// streamed up to that seq (those messages were committed before their
 /// push). Afterwards pushes at or below what was streamed are dropped
 /// (already delivered), later ones pass.
+///
+/// It also remembers the messages pushed or streamed on this connection
+/// that it has not acknowledged yet (the newest [`DELIVERED_CAP`]), which
+/// the backlog stream leaves out like acknowledged ones: a push queued just
+/// before the client's BATCH_SYNC (the SDK sends it right after AUTH and
+/// acknowledges pushes as it reads them), or a frame of an earlier stream
+/// queued before the client repeated its BATCH_SYNC, was otherwise
+/// streamed again, arriving twice on one connection like two pushes (found
+/// by the soak, `bins/im-soak`). The BATCH_SYNC reply itself is not
+/// filtered: sync stays the source of truth for a client that keeps no
+/// pushes.
 #[derive(Debug, Default)]
 pub struct SyncGate {
     active: AtomicBool,
     state: Mutex<GateState>,
+    delivered: Mutex<VecDeque<Arc<Event>>>,
 }
+
+/// Most pushes remembered per connection until acknowledged; an older one
+/// may come again in a sync (never lost).
+pub const DELIVERED_CAP: usize = 256;
 
 #[derive(Debug, Default)]
 struct GateState {
@@ -127,6 +143,36 @@ enum GateEntry {
 }
 
 impl SyncGate {
+    /// Records that `event` (a message push) was queued on the connection.
+    pub fn delivered(&self, event: &Arc<Event>) {
+        if let Event::Message(_) = event.as_ref() {
+            let mut d = self.delivered.lock();
+            if d.len() >= DELIVERED_CAP {
+                d.pop_front();
+            }
+            d.push_back(Arc::clone(event));
+        }
+    }
+
+    /// The client acknowledged `message_id` (its server id, or the v1
+    /// public id, which is the server id for messages of others).
+    pub(crate) fn acked(&self, message_id: &str) {
+        let mut d = self.delivered.lock();
+        if !d.is_empty() {
+            d.retain(|e| !matches!(e.as_ref(), Event::Message(m) if m.server_msg_id == message_id));
+        }
+    }
+
+    /// Whether `m` was pushed or streamed on this connection and not
+    /// acknowledged.
+    fn was_delivered(&self, m: &StoredMessage) -> bool {
+        let d = self.delivered.lock();
+        d.iter().any(|e| {
+            matches!(e.as_ref(), Event::Message(x)
+                if x.seq == m.seq && x.conversation_id == m.conversation_id)
+        })
+    }
+
     /// Whether a push of `m` may be queued now (false: held back).
     pub fn admit(&self, m: &StoredMessage) -> bool {
         if !self.active.load(Ordering::Acquire) {
@@ -587,6 +633,10 @@ impl MessagingService {
                     let page_end = page.last().map_or(head, |m| m.seq);
                     for m in page {
                         let seq = m.seq;
+                        if gate.was_delivered(&m) {
+                            pos = seq;
+                            continue;
+                        }
                         let v = Self::view(&backlog.user, r, m);
                         if v.is_read
                             || v.message.sender_id == backlog.user.as_str()
@@ -667,7 +717,19 @@ impl MessagingService {
         messages: Vec<MessageView>,
     ) -> bool {
         let n = messages.len() as u64;
+        // Remembered as delivered once queued: a BATCH_SYNC repeated before
+        // the client read (and acknowledged) them does not send them again.
+        let delivered: Vec<Arc<Event>> = messages
+            .iter()
+            .map(|v| Arc::new(Event::Message(Arc::new(v.message.clone()))))
+            .collect();
+        // `biased`: once a newer BATCH_SYNC cancelled this stream, nothing
+        // more of it is queued, even when a slot or queue room is free (an
+        // unbiased select took either branch at random, and the frame came
+        // again from the new sync: twice on one connection, found by the
+        // soak).
         let slot = tokio::select! {
+            biased;
             () = cancel.cancelled() => return false,
             s = Arc::clone(&streams.slots).acquire_owned() => match s {
                 Ok(s) => s,
@@ -679,11 +741,15 @@ impl MessagingService {
             _slot: Some(Arc::new(slot)),
         }));
         let sent = tokio::select! {
+            biased;
             () = cancel.cancelled() => false,
             r = tx.send(frame) => r.is_ok(),
         };
         if sent {
             metrics::counter!(crate::metrics::SYNC_STREAMED_MESSAGES).increment(n);
+            for e in &delivered {
+                streams.gate.delivered(e);
+            }
         }
         sent
     }

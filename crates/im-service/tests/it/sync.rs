@@ -187,6 +187,80 @@ async fn only_what_this_login_acked_is_left_out_and_the_cursor_covers_it() {
     );
 }
 
+/// Pushes queued on a connection before its BATCH_SYNC are not streamed
+/// again by that sync's backlog, even before the client acknowledged them
+/// (the SDK sends BATCH_SYNC right after AUTH and acknowledges pushes as it
+/// reads them): they would arrive twice on one connection, like two pushes
+/// (found by the soak, bins/im-soak). The reply still carries them: sync
+/// stays the source of truth.
+#[tokio::test]
+async fn pushes_before_the_sync_on_its_connection_are_not_sent_again() {
+    let env = env_with(cfg());
+    let mut alice = Conn::login(&env, "alice", "iOS").await;
+    let tok = token(&env, "bob");
+    let mut bob = login_jwt(&env, "bob", &tok).await;
+    for i in 1..=50 {
+        send(&env, &mut alice, "single_alice_bob", &format!("m{i}"), "x").await;
+    }
+    // Read and acknowledged: 1..=5; the rest are still on their way.
+    let acked: Vec<_> = bob
+        .pushes()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acked.len(), 50);
+    for m in acked.iter().filter(|m| m.seq <= 5) {
+        let ack = Request::Ack {
+            message_id: m.server_msg_id.clone(),
+            seq: m.seq,
+        };
+        assert!(bob.call(&env, ack).await.is_none());
+    }
+    let r = bob
+        .call(
+            &env,
+            Request::BatchSync {
+                states: Vec::new(),
+                max_per_conversation: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let Reply::BatchSync { conversations, .. } = r else {
+        panic!("{r:?}")
+    };
+    let seqs: Vec<i64> = conversations[0]
+        .messages
+        .iter()
+        .map(|v| v.message.seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        (6..=15).collect::<Vec<_>>(),
+        "the reply: unacknowledged ones"
+    );
+    assert!(conversations[0].has_more);
+    bob.ctx.after_reply(&env.services);
+    // Nothing is streamed: the next item bob gets is the next live push.
+    send(&env, &mut alice, "single_alice_bob", "live", "x").await;
+    assert_eq!(pushed_seqs(&mut bob, 1).await, vec![51]);
+    // A new connection of the same login gets what it did not acknowledge.
+    let mut again = login_jwt(&env, "bob", &tok).await;
+    let Reply::BatchSync { conversations, .. } = batch_sync(&env, &mut again, Vec::new()).await
+    else {
+        panic!()
+    };
+    let seqs: Vec<i64> = conversations[0]
+        .messages
+        .iter()
+        .map(|v| v.message.seq)
+        .collect();
+    assert_eq!(seqs, (6..=51).collect::<Vec<_>>());
+}
+
 #[tokio::test]
 async fn the_stream_stops_at_its_cap_and_gives_the_conversation_back_to_pushes() {
     let env = env_with(ServiceConfig {
