@@ -44,11 +44,6 @@ fn soak(profile: &str) {
             "--fault-every",
             "5",
         ])
-        // Open bug, listed on issue 19: a few group messages a minute still
-        // arrive twice on one connection, the second time during a
-        // BATCH_SYNC (the pushes and frames queued before the sync are no
-        // longer sent again; this residue is not explained yet).
-        .args(["--known", "pushed-twice"])
         .arg("--server-bin")
         .arg(server_bin())
         .arg("--out")

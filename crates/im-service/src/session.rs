@@ -551,14 +551,18 @@ impl SessionCtx {
                 }
             }
             Request::Ack { message_id, .. } => {
-                self.streams.gate.acked(&message_id);
                 // Per-message rows serve BATCH_SYNC only: v2.
                 let device = self
                     .ack_device
                     .as_deref()
                     .filter(|_| self.generation.current() == Generation::V2);
-                if let Err(e) = m.ack(&me.user, &self.platform, device, &message_id).await {
-                    tracing::warn!(error = %e, "recording MSG_ACK failed");
+                match m.ack(&me.user, &self.platform, device, &message_id).await {
+                    // The stored row leaves it out of streams from now on;
+                    // only then may the connection's own record forget it
+                    // (a stream running meanwhile would send it again).
+                    Ok(()) if device.is_some() => self.streams.gate.acked(&message_id),
+                    Ok(()) => {}
+                    Err(e) => tracing::warn!(error = %e, "recording MSG_ACK failed"),
                 }
                 Dispatched::None
             }

@@ -261,6 +261,48 @@ async fn pushes_before_the_sync_on_its_connection_are_not_sent_again() {
     assert_eq!(seqs, (6..=51).collect::<Vec<_>>());
 }
 
+/// An acknowledgement that stores nothing (a token without `jti`, or v1)
+/// does not make the connection forget what it was sent: only a stored
+/// MSG_ACK row leaves a message out of streams, so the record is dropped
+/// after the row is written, never before (a stream running in between
+/// sent it again; found by the soak).
+#[tokio::test]
+async fn an_ack_that_stores_nothing_keeps_the_message_out_of_the_stream() {
+    let env = env_with(cfg());
+    let mut alice = Conn::login(&env, "alice", "iOS").await;
+    // A demo token: no jti, so MSG_ACK keeps no per-message row.
+    let mut bob = Conn::login(&env, "bob", "iOS").await;
+    for i in 1..=30 {
+        send(&env, &mut alice, "single_alice_bob", &format!("m{i}"), "x").await;
+    }
+    assert_eq!(ack_pushes(&env, &mut bob, |_| true).await, 30);
+    let r = bob
+        .call(
+            &env,
+            Request::BatchSync {
+                states: Vec::new(),
+                max_per_conversation: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let Reply::BatchSync { conversations, .. } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        conversations[0].messages.len(),
+        10,
+        "the reply is not filtered"
+    );
+    bob.ctx.after_reply(&env.services);
+    send(&env, &mut alice, "single_alice_bob", "live", "x").await;
+    assert_eq!(
+        pushed_seqs(&mut bob, 1).await,
+        vec![31],
+        "nothing streamed again"
+    );
+}
+
 #[tokio::test]
 async fn the_stream_stops_at_its_cap_and_gives_the_conversation_back_to_pushes() {
     let env = env_with(ServiceConfig {
