@@ -79,11 +79,15 @@ fn token(env: &Env, user: &str) -> String {
 }
 
 async fn batch_sync(env: &Env, c: &mut Conn, states: Vec<SyncState>) -> Reply {
+    batch_sync_of(env, c, states, 100).await
+}
+
+async fn batch_sync_of(env: &Env, c: &mut Conn, states: Vec<SyncState>, per_conv: i32) -> Reply {
     c.call(
         env,
         Request::BatchSync {
             states,
-            max_per_conversation: 100,
+            max_per_conversation: per_conv,
         },
     )
     .await
@@ -203,32 +207,8 @@ async fn pushes_before_the_sync_on_its_connection_are_not_sent_again() {
         send(&env, &mut alice, "single_alice_bob", &format!("m{i}"), "x").await;
     }
     // Read and acknowledged: 1..=5; the rest are still on their way.
-    let acked: Vec<_> = bob
-        .pushes()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Message(m) => Some(m),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(acked.len(), 50);
-    for m in acked.iter().filter(|m| m.seq <= 5) {
-        let ack = Request::Ack {
-            message_id: m.server_msg_id.clone(),
-            seq: m.seq,
-        };
-        assert!(bob.call(&env, ack).await.is_none());
-    }
-    let r = bob
-        .call(
-            &env,
-            Request::BatchSync {
-                states: Vec::new(),
-                max_per_conversation: 10,
-            },
-        )
-        .await
-        .unwrap();
+    assert_eq!(ack_pushes(&env, &mut bob, |seq| seq <= 5).await, 50);
+    let r = batch_sync_of(&env, &mut bob, Vec::new(), 10).await;
     let Reply::BatchSync { conversations, .. } = r else {
         panic!("{r:?}")
     };
@@ -276,16 +256,7 @@ async fn an_ack_that_stores_nothing_keeps_the_message_out_of_the_stream() {
         send(&env, &mut alice, "single_alice_bob", &format!("m{i}"), "x").await;
     }
     assert_eq!(ack_pushes(&env, &mut bob, |_| true).await, 30);
-    let r = bob
-        .call(
-            &env,
-            Request::BatchSync {
-                states: Vec::new(),
-                max_per_conversation: 10,
-            },
-        )
-        .await
-        .unwrap();
+    let r = batch_sync_of(&env, &mut bob, Vec::new(), 10).await;
     let Reply::BatchSync { conversations, .. } = r else {
         panic!("{r:?}")
     };
