@@ -160,6 +160,10 @@ impl SyncGate {
         let mut d = self.delivered.lock();
         if !d.is_empty() {
             d.retain(|e| !matches!(e.as_ref(), Event::Message(m) if m.server_msg_id == message_id));
+            if d.is_empty() {
+                // An acknowledging client keeps no memory here.
+                *d = VecDeque::new();
+            }
         }
     }
 
