@@ -226,13 +226,15 @@ pub struct History {
     pub faults: Vec<FaultRec>,
     /// Operations by name.
     pub ops: BTreeMap<String, u64>,
+    /// Where each send is in `sends`.
+    #[serde(skip)]
+    pub(crate) send_index: HashMap<Key, usize>,
 }
 
 /// The shared recorder: one lock, held only to append.
 pub struct Recorder {
     t0: Instant,
     inner: Mutex<History>,
-    send_index: Mutex<HashMap<Key, usize>>,
 }
 
 impl Recorder {
@@ -251,7 +253,6 @@ impl Recorder {
                 devices,
                 ..History::default()
             }),
-            send_index: Mutex::new(HashMap::new()),
         }
     }
 
@@ -269,31 +270,20 @@ impl Recorder {
     }
 
     pub fn new_send(&self, rec: SendRec) {
-        let key = rec.key.clone();
-        let i = self.with(|h| {
+        self.with(|h| {
+            h.send_index.insert(rec.key.clone(), h.sends.len());
             h.sends.push(rec);
-            h.sends.len() - 1
         });
-        self.send_index
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, i);
     }
 
     pub fn attempt(&self, key: &Key, attempt: Attempt) {
-        let i = self
-            .send_index
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .copied();
-        if let Some(i) = i {
-            self.with(|h| {
+        self.with(|h| {
+            if let Some(&i) = h.send_index.get(key) {
                 if let Some(s) = h.sends.get_mut(i) {
                     s.attempts.push(attempt);
                 }
-            });
-        }
+            }
+        });
     }
 
     /// Records that `device` received `seen` (merging with what it holds).
