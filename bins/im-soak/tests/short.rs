@@ -44,11 +44,6 @@ fn soak(profile: &str) {
             "--fault-every",
             "5",
         ])
-        // Open on issue 19: after this session's fixes about one message in
-        // 260,000 deliveries still arrives twice on one connection (the
-        // second copy during a BATCH_SYNC; 1 in a 20-minute SQLite soak).
-        // Reported by every run, not failing it, until explained.
-        .args(["--known", "pushed-twice"])
         .arg("--server-bin")
         .arg(server_bin())
         .arg("--out")

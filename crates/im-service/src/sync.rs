@@ -121,7 +121,46 @@ impl BatchFrame {
 pub struct SyncGate {
     active: AtomicBool,
     state: Mutex<GateState>,
-    delivered: Mutex<VecDeque<Arc<Event>>>,
+    sent: Mutex<Sent>,
+}
+
+/// The messages a connection was sent and has not acknowledged.
+///
+/// An acknowledgement forgets its message only while no backlog stream
+/// runs: a stream checks a page it read from the store against this record
+/// message by message, and a page read before the MSG_ACK row was stored
+/// still holds the message. Forgotten in between, it was streamed again
+/// (found by the soak). Acknowledged entries are forgotten when the last
+/// stream ends.
+#[derive(Debug, Default)]
+struct Sent {
+    /// Oldest first; `true`: acknowledged while a stream ran.
+    entries: VecDeque<(Arc<Event>, bool)>,
+    /// Backlog streams of the connection running now.
+    streams: u32,
+}
+
+impl Sent {
+    fn forget_acked(&mut self) {
+        self.entries.retain(|(_, acked)| !acked);
+        if self.entries.is_empty() {
+            // An acknowledging client keeps no memory here.
+            self.entries = VecDeque::new();
+        }
+    }
+}
+
+/// A backlog stream running on the connection (see [`Sent`]).
+struct Streaming<'a>(&'a SyncGate);
+
+impl Drop for Streaming<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.sent.lock();
+        s.streams = s.streams.saturating_sub(1);
+        if s.streams == 0 {
+            s.forget_acked();
+        }
+    }
 }
 
 /// Most pushes remembered per connection until acknowledged; an older one
@@ -146,35 +185,44 @@ impl SyncGate {
     /// Records that `event` (a message push) was queued on the connection.
     pub fn delivered(&self, event: &Arc<Event>) {
         if let Event::Message(_) = event.as_ref() {
-            let mut d = self.delivered.lock();
-            if d.len() >= DELIVERED_CAP {
-                d.pop_front();
+            let mut s = self.sent.lock();
+            if s.entries.len() >= DELIVERED_CAP {
+                s.entries.pop_front();
             }
-            d.push_back(Arc::clone(event));
+            s.entries.push_back((Arc::clone(event), false));
         }
     }
 
     /// The client acknowledged `message_id` (its server id, or the v1
-    /// public id, which is the server id for messages of others).
+    /// public id, which is the server id for messages of others) and its
+    /// MSG_ACK row is stored.
     pub(crate) fn acked(&self, message_id: &str) {
-        let mut d = self.delivered.lock();
-        if !d.is_empty() {
-            d.retain(|e| !matches!(e.as_ref(), Event::Message(m) if m.server_msg_id == message_id));
-            if d.is_empty() {
-                // An acknowledging client keeps no memory here.
-                *d = VecDeque::new();
+        let mut s = self.sent.lock();
+        let streaming = s.streams > 0;
+        for (e, acked) in &mut s.entries {
+            if matches!(e.as_ref(), Event::Message(m) if m.server_msg_id == message_id) {
+                *acked = true;
             }
+        }
+        if !streaming {
+            s.forget_acked();
         }
     }
 
     /// Whether `m` was pushed or streamed on this connection and not
-    /// acknowledged.
+    /// acknowledged before the running streams began.
     fn was_delivered(&self, m: &StoredMessage) -> bool {
-        let d = self.delivered.lock();
-        d.iter().any(|e| {
+        let s = self.sent.lock();
+        s.entries.iter().any(|(e, _)| {
             matches!(e.as_ref(), Event::Message(x)
                 if x.seq == m.seq && x.conversation_id == m.conversation_id)
         })
+    }
+
+    /// Marks a backlog stream as running until the guard drops.
+    fn streaming(&self) -> Streaming<'_> {
+        self.sent.lock().streams += 1;
+        Streaming(self)
     }
 
     /// Whether a push of `m` may be queued now (false: held back).
@@ -589,6 +637,7 @@ impl MessagingService {
         cancel: &CancellationToken,
     ) {
         let gate = &streams.gate;
+        let _streaming = gate.streaming();
         let budget = frame_budget(self.cfg.sync_max_reply_bytes);
         let mut left_msgs = u64::from(self.cfg.sync_stream_max_messages);
         let mut left_bytes = self.cfg.sync_stream_max_bytes as u64;

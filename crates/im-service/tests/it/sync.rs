@@ -274,6 +274,98 @@ async fn an_ack_that_stores_nothing_keeps_the_message_out_of_the_stream() {
     );
 }
 
+/// A MSG_ACK stored while a backlog stream runs does not make that stream
+/// send the message again: the stream read its page of the store before the
+/// ack's row existed, so the connection's record of what it was sent must
+/// still cover the message when the stream reaches it (it forgot it at
+/// once, and the message arrived twice on one connection; found by the
+/// soak, about once in 100,000 messages).
+#[tokio::test]
+async fn an_ack_while_the_stream_runs_does_not_send_the_message_again() {
+    // One message per BATCH_MSG frame: the stream blocks on its frames in
+    // flight long before the end of its page.
+    let env = env_with(ServiceConfig {
+        sync_max_reply_bytes: 400,
+        ..cfg()
+    });
+    let body = "x".repeat(200);
+    let mut alice = Conn::login(&env, "alice", "iOS").await;
+    for i in 1..=10 {
+        send(
+            &env,
+            &mut alice,
+            "single_alice_bob",
+            &format!("m{i}"),
+            &body,
+        )
+        .await;
+    }
+    let mut bob = login_jwt(&env, "bob", &token(&env, "bob")).await;
+    // Pushed to bob, not read yet.
+    for i in 11..=20 {
+        send(
+            &env,
+            &mut alice,
+            "single_alice_bob",
+            &format!("m{i}"),
+            &body,
+        )
+        .await;
+    }
+    let r = batch_sync_of(&env, &mut bob, Vec::new(), 1).await;
+    let Reply::BatchSync { conversations, .. } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(conversations[0].messages.len(), 1);
+    bob.ctx.after_reply(&env.services);
+    // The pushes, then the stream's first frame: the stream has read its
+    // page (2..=20) and waits for room, the frame held here.
+    let mut pushed = Vec::new();
+    let first_frame = loop {
+        let o = tokio::time::timeout(Duration::from_secs(5), bob.rx.recv())
+            .await
+            .expect("the stream's first frame")
+            .unwrap();
+        match o {
+            Outbound::Event(e) => {
+                if let Event::Message(m) = e.as_ref() {
+                    pushed.push(m.clone());
+                }
+            }
+            Outbound::Batch(b) => break b,
+            Outbound::Reply { .. } => {}
+        }
+    };
+    assert_eq!(
+        pushed.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (11..=20).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        first_frame
+            .messages
+            .iter()
+            .map(|v| v.message.seq)
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
+    // The SDK acknowledges the pushes as it reads them.
+    for m in &pushed {
+        let ack = Request::Ack {
+            message_id: m.server_msg_id.clone(),
+            seq: 0,
+        };
+        assert!(bob.call(&env, ack).await.is_none());
+    }
+    let mut streamed: Vec<i64> = first_frame.messages.iter().map(|v| v.message.seq).collect();
+    drop(first_frame);
+    let rest = 9 - streamed.len();
+    streamed.extend(pushed_seqs(&mut bob, rest).await);
+    assert_eq!(streamed, (2..=10).collect::<Vec<_>>());
+    // Nothing of 11..=20 follows: the next item is the next live push.
+    send(&env, &mut alice, "single_alice_bob", "live", "x").await;
+    assert_eq!(pushed_seqs(&mut bob, 1).await, vec![21]);
+}
+
 #[tokio::test]
 async fn the_stream_stops_at_its_cap_and_gives_the_conversation_back_to_pushes() {
     let env = env_with(ServiceConfig {
