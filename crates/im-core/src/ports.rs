@@ -314,6 +314,11 @@ pub trait GroupStore: Send + Sync {
     /// The group (dismissed ones too), with `member_count` filled.
     async fn get_group(&self, group_id: &str) -> StoreResult<Option<Group>>;
 
+    /// The group's version (None if it never existed): every change to the
+    /// group or its members raises it, in the change's transaction, so a
+    /// copy read after a version was read is at least that new.
+    async fn group_version(&self, group_id: &str) -> StoreResult<Option<i64>>;
+
     /// Applies `patch`; returns the updated group (None if it does not exist).
     async fn update_group(
         &self,

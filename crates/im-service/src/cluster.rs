@@ -304,8 +304,9 @@ pub(crate) fn start(
         cfg.refresh_interval,
         shutdown,
     ));
-    // Until the bus is subscribed, other nodes' invalidations are missed.
-    directory.set_coherent(false);
+    // Until the bus is subscribed, other nodes' invalidations are missed
+    // (cached groups need none: they are checked against the store's
+    // version, see `directory`).
     blocks.set_coherent(false);
     let receiver = Arc::new(Receiver {
         node_id: cluster.node_id.clone(),
@@ -471,18 +472,14 @@ impl BusHandler for Receiver {
         }
     }
 
-    /// Without the subscription, invalidations are missed: cached groups
-    /// and blocklists are dropped and not cached again until it is back
-    /// (and dropped again then), rather than trusted until their TTL.
-    /// Found by the soak: a member kicked while Redis restarted kept
-    /// receiving the group's messages on the other nodes, and one who
-    /// joined was refused there.
+    /// Without the subscription, invalidations are missed: cached
+    /// blocklists are dropped and not cached again until it is back (and
+    /// dropped again then), rather than trusted until their TTL. (Groups
+    /// are checked against the store's version on every use instead: found
+    /// by the soak, a member kicked while Redis restarted kept receiving
+    /// the group's messages on the other nodes.)
     fn on_subscription(&self, up: bool) {
-        tracing::info!(
-            up,
-            "bus subscription changed: cached groups and blocklists dropped"
-        );
-        self.directory.set_coherent(up);
+        tracing::info!(up, "bus subscription changed: cached blocklists dropped");
         self.blocks.set_coherent(up);
     }
 }

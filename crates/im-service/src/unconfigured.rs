@@ -34,6 +34,9 @@ impl GroupStore for Unconfigured {
     async fn get_group(&self, _: &str) -> StoreResult<Option<Group>> {
         Ok(None)
     }
+    async fn group_version(&self, _: &str) -> StoreResult<Option<i64>> {
+        Ok(None)
+    }
     async fn update_group(&self, _: &str, _: &GroupPatch, _: i64) -> StoreResult<Option<Group>> {
         Ok(None)
     }

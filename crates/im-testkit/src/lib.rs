@@ -30,6 +30,9 @@ struct State {
     acked: HashMap<(String, String, String), std::collections::BTreeMap<i64, i64>>,
     users: HashMap<String, i64>,
     groups: HashMap<String, Group>,
+    /// group id -> version (raised by every write to the group or its
+    /// members, as the SQL stores do).
+    group_versions: HashMap<String, i64>,
     /// group id -> user id -> member.
     members: HashMap<String, HashMap<String, GroupMember>>,
     /// (user, conversation) -> read seq.
@@ -818,6 +821,15 @@ impl GroupStore for MemoryStore {
         Ok(self.state.lock().group_with_count(group_id))
     }
 
+    async fn group_version(&self, group_id: &str) -> StoreResult<Option<i64>> {
+        self.check()?;
+        let st = self.state.lock();
+        Ok(st
+            .groups
+            .contains_key(group_id)
+            .then(|| st.group_versions.get(group_id).copied().unwrap_or(0)))
+    }
+
     async fn update_group(
         &self,
         group_id: &str,
@@ -826,6 +838,7 @@ impl GroupStore for MemoryStore {
     ) -> StoreResult<Option<Group>> {
         self.check()?;
         let mut st = self.state.lock();
+        *st.group_versions.entry(group_id.to_owned()).or_default() += 1;
         let Some(g) = st.groups.get_mut(group_id) else {
             return Ok(None);
         };
@@ -849,6 +862,7 @@ impl GroupStore for MemoryStore {
     async fn dismiss_group(&self, group_id: &str, now_ms: i64) -> StoreResult<bool> {
         self.check()?;
         let mut st = self.state.lock();
+        *st.group_versions.entry(group_id.to_owned()).or_default() += 1;
         match st.groups.get_mut(group_id) {
             Some(g) if g.status != GROUP_STATUS_DISMISSED => {
                 g.status = GROUP_STATUS_DISMISSED;
@@ -868,6 +882,7 @@ impl GroupStore for MemoryStore {
     ) -> StoreResult<AddMembers> {
         self.check()?;
         let mut st = self.state.lock();
+        *st.group_versions.entry(group_id.to_owned()).or_default() += 1;
         if st
             .groups
             .get(group_id)
@@ -901,6 +916,7 @@ impl GroupStore for MemoryStore {
     async fn remove_members(&self, group_id: &str, users: &[String]) -> StoreResult<Vec<String>> {
         self.check()?;
         let mut st = self.state.lock();
+        *st.group_versions.entry(group_id.to_owned()).or_default() += 1;
         let Some(map) = st.members.get_mut(group_id) else {
             return Ok(Vec::new());
         };
@@ -949,6 +965,7 @@ impl GroupStore for MemoryStore {
     ) -> StoreResult<bool> {
         self.check()?;
         let mut st = self.state.lock();
+        *st.group_versions.entry(group_id.to_owned()).or_default() += 1;
         match st.members.get_mut(group_id).and_then(|m| m.get_mut(user)) {
             Some(m) => {
                 m.role = role;
@@ -966,6 +983,7 @@ impl GroupStore for MemoryStore {
     ) -> StoreResult<bool> {
         self.check()?;
         let mut st = self.state.lock();
+        *st.group_versions.entry(group_id.to_owned()).or_default() += 1;
         match st.members.get_mut(group_id).and_then(|m| m.get_mut(user)) {
             Some(m) => {
                 m.muted_until = muted_until;

@@ -30,6 +30,10 @@ impl GroupStore for AnyStore {
         delegate!(self, s => s.get_group(group_id).await)
     }
 
+    async fn group_version(&self, group_id: &str) -> StoreResult<Option<i64>> {
+        delegate!(self, s => s.group_version(group_id).await)
+    }
+
     async fn update_group(
         &self,
         group_id: &str,

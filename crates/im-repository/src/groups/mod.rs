@@ -28,6 +28,8 @@
 //! memberships, so the two orders cannot form a cycle, and a membership
 //! change and a group message are serialized on the counter row.
 
+use diesel::prelude::*;
+
 mod any;
 #[cfg(test)]
 mod explain;
@@ -36,6 +38,40 @@ pub(crate) mod ports;
 pub(crate) mod read;
 pub(crate) mod schema;
 pub(crate) mod server;
+
+/// Raises the version of group `group_id`: every write to the group row or
+/// its members does, in its transaction (taking the group row's lock
+/// first, as the lock order above wants). Caches of the group are checked
+/// against it (`GroupStore::group_version`).
+pub(crate) fn bump_version(group_id: &str) -> BumpVersion<'_> {
+    use schema::chat_groups as g;
+    diesel::update(g::table.filter(g::group_id.eq(group_id))).set(g::version.eq(g::version + 1_i64))
+}
+
+/// The group row of one id.
+type GroupById<'a> = diesel::dsl::Filter<
+    schema::chat_groups::table,
+    diesel::dsl::Eq<schema::chat_groups::group_id, &'a str>,
+>;
+
+/// `version = version + 1`.
+type NextVersion = diesel::dsl::Eq<
+    schema::chat_groups::version,
+    diesel::dsl::Add<
+        schema::chat_groups::version,
+        diesel::dsl::AsExprOf<i64, diesel::sql_types::BigInt>,
+    >,
+>;
+
+/// What [`bump_version`] returns.
+pub(crate) type BumpVersion<'a> = diesel::dsl::Update<GroupById<'a>, NextVersion>;
+
+/// A change to one member row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum MemberChange {
+    Role(i32),
+    MutedUntil(i64),
+}
 
 /// The conversation id of group `group_id`.
 pub(crate) fn conversation_of(group_id: &str) -> String {

@@ -109,6 +109,18 @@ macro_rules! impl_group_ports {
                 Ok(Some(row.into_group(count)))
             }
 
+            async fn group_version(
+                &self,
+                group_id: &str,
+            ) -> im_core::ports::StoreResult<Option<i64>> {
+                let mut conn = self.reader().await?;
+                diesel_async::RunQueryDsl::first::<i64>(crate::groups::read::group_version(group_id), &mut *conn)
+                    .await
+                    .map(Some)
+                    .or_else(crate::groups::ports::none_if_not_found)
+                    .map_err(crate::error::map_diesel)
+            }
+
             async fn update_group(
                 &self,
                 group_id: &str,

@@ -26,6 +26,14 @@ pub(crate) fn group<'a>(group_id: &'a str) -> _ {
         .select(select)
 }
 
+/// The version of group `group_id` (primary key): see [`super::bump_version`].
+#[auto_type(no_type_alias)]
+pub(crate) fn group_version<'a>(group_id: &'a str) -> _ {
+    chat_groups::table
+        .filter(chat_groups::group_id.eq(group_id))
+        .select(chat_groups::version)
+}
+
 /// The status of group `group_id` (primary key).
 #[auto_type(no_type_alias)]
 pub(crate) fn group_status<'a>(group_id: &'a str) -> _ {

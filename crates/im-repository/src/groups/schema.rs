@@ -1,4 +1,5 @@
 //! Diesel tables of `migrations/{sqlite,postgres,mysql}/2025-11-28-000000_groups`
+//! (and the `version` column of `2026-12-08-000000_group_version`)
 //! (hand-written, like [`crate::schema`]).
 
 use crate::schema::{
@@ -19,6 +20,9 @@ diesel::table! {
         mute_all -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        /// Raised by every change to the group or its members
+        /// (`2026-12-08-000000_group_version`).
+        version -> BigInt,
     }
 }
 

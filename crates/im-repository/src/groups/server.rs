@@ -121,6 +121,7 @@ macro_rules! server_writes {
                     return Ok(AddMembers::Full);
                 }
                 if let Some(first) = rows.as_slice().first() {
+                    crate::groups::bump_version(group_id).execute(conn).await?;
                     lock_conversation(conn, &cid, first.joined_at).await?;
                     insert_members(conn, &rows).await?;
                     insert_memberships(conn, &crate::groups::models::membership_rows(&cid, &rows))
@@ -185,6 +186,7 @@ macro_rules! server_writes {
                 let wanted: Vec<&str> = users.iter().map(String::as_str).collect();
                 let removed = members_among(conn, group_id, &wanted).await?;
                 if !removed.is_empty() {
+                    crate::groups::bump_version(group_id).execute(conn).await?;
                     lock_conversation(conn, &cid, 0).await?;
                     delete_members(conn, group_id, &cid, &removed).await?;
                 }
@@ -212,7 +214,11 @@ macro_rules! server_writes {
                         .filter(g::group_id.eq(group_id))
                         .filter(g::status.ne(GROUP_STATUS_DISMISSED)),
                 )
-                .set((g::status.eq(GROUP_STATUS_DISMISSED), g::updated_at.eq(now_ms)))
+                .set((
+                    g::status.eq(GROUP_STATUS_DISMISSED),
+                    g::updated_at.eq(now_ms),
+                    g::version.eq(g::version + 1_i64),
+                ))
                 .execute(conn)
                 .await?;
                 if n == 0 {
@@ -226,6 +232,36 @@ macro_rules! server_writes {
                     .execute(conn)
                     .await?;
                 Ok::<_, crate::error::RepoError>(true)
+            })
+            .await
+        }
+
+        /// Updates one member row with `set` (the group's version raised
+        /// first, which takes the group row's lock); false if there is none.
+        async fn update_member(
+            conn: &mut Conn,
+            group_id: &str,
+            user: &str,
+            change: crate::groups::MemberChange,
+        ) -> Result<bool, crate::error::RepoError> {
+            use diesel::{ExpressionMethods, QueryDsl};
+            use diesel_async::{AsyncConnection, RunQueryDsl};
+            use crate::groups::MemberChange;
+            use crate::groups::schema::group_members as gm;
+            conn.transaction(async |conn| {
+                crate::groups::bump_version(group_id).execute(conn).await?;
+                let row = gm::table
+                    .filter(gm::group_id.eq(group_id))
+                    .filter(gm::user_id.eq(user));
+                let n = match change {
+                    MemberChange::Role(role) => {
+                        diesel::update(row).set(gm::role.eq(role)).execute(conn).await?
+                    }
+                    MemberChange::MutedUntil(t) => {
+                        diesel::update(row).set(gm::muted_until.eq(t)).execute(conn).await?
+                    }
+                };
+                Ok::<_, crate::error::RepoError>(n > 0)
             })
             .await
         }
@@ -289,7 +325,10 @@ macro_rules! server_writes {
                 use crate::groups::schema::chat_groups as g;
                 let mut conn = self.reader().await?;
                 let n = diesel::update(g::table.filter(g::group_id.eq(group_id)))
-                    .set(crate::groups::models::GroupChanges::new(patch, now_ms))
+                    .set((
+                        crate::groups::models::GroupChanges::new(patch, now_ms),
+                        g::version.eq(g::version + 1_i64),
+                    ))
                     .execute(&mut *conn)
                     .await
                     .map_err(crate::error::map_diesel)?;
@@ -333,20 +372,9 @@ macro_rules! server_writes {
                 user: &str,
                 role: im_core::model::GroupRole,
             ) -> im_core::ports::StoreResult<bool> {
-                use diesel::{ExpressionMethods, QueryDsl};
-                use diesel_async::RunQueryDsl;
-                use crate::groups::schema::group_members as gm;
-                let mut conn = self.reader().await?;
-                let n = diesel::update(
-                    gm::table
-                        .filter(gm::group_id.eq(group_id))
-                        .filter(gm::user_id.eq(user)),
-                )
-                .set(gm::role.eq(role.code()))
-                .execute(&mut *conn)
-                .await
-                .map_err(crate::error::map_diesel)?;
-                Ok(n > 0)
+                let (group_id, user) = (group_id.to_owned(), user.to_owned());
+                let change = crate::groups::MemberChange::Role(role.code());
+                crate::groups::server::on_own_task!(self, c => update_member(&mut c, &group_id, &user, change))
             }
 
             async fn set_member_mute_impl(
@@ -355,20 +383,9 @@ macro_rules! server_writes {
                 user: &str,
                 muted_until: i64,
             ) -> im_core::ports::StoreResult<bool> {
-                use diesel::{ExpressionMethods, QueryDsl};
-                use diesel_async::RunQueryDsl;
-                use crate::groups::schema::group_members as gm;
-                let mut conn = self.reader().await?;
-                let n = diesel::update(
-                    gm::table
-                        .filter(gm::group_id.eq(group_id))
-                        .filter(gm::user_id.eq(user)),
-                )
-                .set(gm::muted_until.eq(muted_until))
-                .execute(&mut *conn)
-                .await
-                .map_err(crate::error::map_diesel)?;
-                Ok(n > 0)
+                let (group_id, user) = (group_id.to_owned(), user.to_owned());
+                let change = crate::groups::MemberChange::MutedUntil(muted_until);
+                crate::groups::server::on_own_task!(self, c => update_member(&mut c, &group_id, &user, change))
             }
 
             async fn revoke_impl(

@@ -20,7 +20,7 @@ use crate::groups::models::{
     GroupChanges, NewGroupRow, NewMemberRow, member_rows, membership_rows,
 };
 use crate::groups::schema::{chat_groups, group_members};
-use crate::groups::{CHUNK, conversation_of, read};
+use crate::groups::{CHUNK, MemberChange, bump_version, conversation_of, read};
 use crate::models::MembershipRow;
 use crate::schema::{conversations, user_conversations};
 use crate::sql;
@@ -114,7 +114,10 @@ pub(crate) fn update_group(
     now_ms: i64,
 ) -> Result<bool, RepoError> {
     let n = diesel::update(chat_groups::table.filter(chat_groups::group_id.eq(group_id)))
-        .set(GroupChanges::new(patch, now_ms))
+        .set((
+            GroupChanges::new(patch, now_ms),
+            chat_groups::version.eq(chat_groups::version + 1_i64),
+        ))
         .execute(c)?;
     Ok(n > 0)
 }
@@ -134,6 +137,7 @@ pub(crate) fn dismiss_group(
         .set((
             chat_groups::status.eq(GROUP_STATUS_DISMISSED),
             chat_groups::updated_at.eq(now_ms),
+            chat_groups::version.eq(chat_groups::version + 1_i64),
         ))
         .execute(c)?;
         if n == 0 {
@@ -170,6 +174,7 @@ pub(crate) fn add_members(
             return Ok(AddMembers::Full);
         }
         if let Some(first) = rows.as_slice().first() {
+            bump_version(group_id).execute(c)?;
             insert_members(c, &rows)?;
             ensure_conversation(c, &cid, first.joined_at)?;
             insert_memberships(c, &membership_rows(&cid, &rows))?;
@@ -189,6 +194,9 @@ pub(crate) fn remove_members(
     c.immediate_transaction(|c| {
         let wanted: Vec<&str> = users.iter().map(String::as_str).collect();
         let removed = members_among(c, group_id, &wanted)?;
+        if !removed.is_empty() {
+            bump_version(group_id).execute(c)?;
+        }
         for chunk in removed.chunks(CHUNK) {
             diesel::delete(
                 group_members::table
@@ -207,25 +215,28 @@ pub(crate) fn remove_members(
     })
 }
 
-/// Updates one member row with `set`; false if there is none.
-fn update_member<V>(
+/// Updates one member row (and the group's version); false if there is none.
+fn update_member(
     c: &mut SqliteConnection,
     group_id: &str,
     user: &str,
-    set: V,
-) -> Result<bool, RepoError>
-where
-    V: diesel::AsChangeset<Target = group_members::table>,
-    V::Changeset: diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite>,
-{
-    let n = diesel::update(
-        group_members::table
+    change: MemberChange,
+) -> Result<bool, RepoError> {
+    c.immediate_transaction(|c| {
+        bump_version(group_id).execute(c)?;
+        let row = group_members::table
             .filter(group_members::group_id.eq(group_id))
-            .filter(group_members::user_id.eq(user)),
-    )
-    .set(set)
-    .execute(c)?;
-    Ok(n > 0)
+            .filter(group_members::user_id.eq(user));
+        let n = match change {
+            MemberChange::Role(role) => diesel::update(row)
+                .set(group_members::role.eq(role))
+                .execute(c)?,
+            MemberChange::MutedUntil(t) => diesel::update(row)
+                .set(group_members::muted_until.eq(t))
+                .execute(c)?,
+        };
+        Ok(n > 0)
+    })
 }
 
 impl SqliteStore {
@@ -279,7 +290,7 @@ impl SqliteStore {
         role: GroupRole,
     ) -> StoreResult<bool> {
         let (group_id, user) = (group_id.to_owned(), user.to_owned());
-        self.write(move |c| update_member(c, &group_id, &user, group_members::role.eq(role.code())))
+        self.write(move |c| update_member(c, &group_id, &user, MemberChange::Role(role.code())))
             .await
     }
 
@@ -291,12 +302,7 @@ impl SqliteStore {
     ) -> StoreResult<bool> {
         let (group_id, user) = (group_id.to_owned(), user.to_owned());
         self.write(move |c| {
-            update_member(
-                c,
-                &group_id,
-                &user,
-                group_members::muted_until.eq(muted_until),
-            )
+            update_member(c, &group_id, &user, MemberChange::MutedUntil(muted_until))
         })
         .await
     }

@@ -24,6 +24,7 @@ store_tests!(
     groups_of_lists_live_groups_in_creation_order,
     member_role_and_mute,
     membership_is_conversation_membership,
+    every_change_raises_the_version,
 );
 
 /// A live group `gid` owned by `owner`, created at `t`.
@@ -556,4 +557,42 @@ async fn membership_is_conversation_membership(db: TestDb) {
     let everyone: HashSet<String> = ["alice", "bob", "carol"].map(String::from).into();
     let listed: HashSet<String> = member_ids(s, "g1").await.into_iter().collect();
     assert_eq!(listed, everyone);
+}
+
+/// Every write to a group or its members raises its version (caches on
+/// other nodes are checked against it); reads and writes that change
+/// nothing need not.
+async fn every_change_raises_the_version(db: TestDb) {
+    let s = &db.store;
+    assert_eq!(s.group_version("g1").await.unwrap(), None);
+    create(s, "g1", "alice", &["bob"], 1).await;
+    let mut last = s.group_version("g1").await.unwrap().unwrap();
+    let mut raised = |v: Option<i64>, what: &str| {
+        let v = v.unwrap();
+        assert!(v > last, "{what}: {v} after {last}");
+        last = v;
+    };
+    s.add_members("g1", &members("g1", &["carol"], 2), 10)
+        .await
+        .unwrap();
+    raised(s.group_version("g1").await.unwrap(), "add");
+    s.remove_members("g1", &["carol".into()]).await.unwrap();
+    raised(s.group_version("g1").await.unwrap(), "remove");
+    s.set_member_role("g1", "bob", GroupRole::Admin)
+        .await
+        .unwrap();
+    raised(s.group_version("g1").await.unwrap(), "role");
+    s.set_member_mute("g1", "bob", 99).await.unwrap();
+    raised(s.group_version("g1").await.unwrap(), "mute");
+    let patch = GroupPatch {
+        mute_all: Some(true),
+        ..GroupPatch::default()
+    };
+    s.update_group("g1", &patch, 3).await.unwrap();
+    raised(s.group_version("g1").await.unwrap(), "mute all");
+    s.dismiss_group("g1", 4).await.unwrap();
+    raised(s.group_version("g1").await.unwrap(), "dismiss");
+    // A read changes nothing.
+    s.list_members("g1").await.unwrap();
+    assert_eq!(s.group_version("g1").await.unwrap(), Some(last));
 }

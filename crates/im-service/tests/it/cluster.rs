@@ -152,8 +152,14 @@ async fn presence_changes_reach_watchers_on_other_nodes() {
     }
 }
 
+/// A kick committed on one node is in force on the other at once, even if
+/// its cache invalidation never arrives (here the bus is down): the other
+/// node checks its cached group against the store's version. The kicked
+/// member can no longer send there, and a message sent there is not pushed
+/// to them (found by the soak: fan-out to a member kicked 3-20 ms earlier
+/// on another node, before the invalidation crossed Redis).
 #[tokio::test]
-async fn a_kick_on_one_node_is_enforced_at_once_on_the_other() {
+async fn a_kick_on_one_node_is_in_force_on_the_other_without_the_bus() {
     let n = nodes();
     let owner = crate::uid("olga");
     let g =
@@ -171,27 +177,36 @@ async fn a_kick_on_one_node_is_enforced_at_once_on_the_other() {
             .unwrap();
     let conv = format!("group_{}", g.group_id);
     let mut mark = Conn::login(&n.b, "mark", "iOS").await;
-    // Node b caches the group while mark may send.
+    let mut olga = Conn::login(&n.b, "olga", "iOS").await;
+    // Node b caches the group; mark may send and gets olga's messages.
     assert_eq!(
         code_of(&send(&n.b, &mut mark, &conv, "m1", "x").await),
         ErrorCode::Success
     );
+    assert_eq!(
+        code_of(&send(&n.b, &mut olga, &conv, "o1", "x").await),
+        ErrorCode::Success
+    );
+    let got = |c: &mut Conn, cid: &str| {
+        c.pushes()
+            .iter()
+            .any(|e| matches!(e, Event::Message(m) if m.client_msg_id == cid))
+    };
+    assert!(got(&mut mark, "o1"));
+    n.shared.set_down(true);
     n.a.services
         .groups()
         .kick(&owner, &g.group_id, &["mark".into()])
         .await
         .unwrap();
-    // The invalidation crosses the bus; then node b refuses mark.
-    let mut refused = false;
-    for i in 0..200 {
-        let r = send(&n.b, &mut mark, &conv, &format!("m{}", i + 2), "x").await;
-        if code_of(&r) == ErrorCode::PermissionDenied {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(refused, "node b kept its stale group cache");
+    let r = send(&n.b, &mut mark, &conv, "m2", "x").await;
+    assert_eq!(code_of(&r), ErrorCode::PermissionDenied, "{r:?}");
+    assert_eq!(
+        code_of(&send(&n.b, &mut olga, &conv, "o2", "x").await),
+        ErrorCode::Success
+    );
+    // Local pushes are queued before the sender's reply.
+    assert!(!got(&mut mark, "o2"), "pushed to a kicked member");
 }
 
 #[tokio::test]
