@@ -17,11 +17,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use im_cache::{MemoryRateLimiter, RedisCache, RedisOptions};
+use im_cache::{RedisCache, RedisOptions};
 use im_core::StoreError;
-use im_core::cluster::{Bus, BusHandler, RateLimiter, Route, RouteTable};
+use im_core::cluster::{Bus, BusHandler, Route, RouteTable};
 use im_core::command::UserStatus;
-use im_core::ports::{HealthCheck, PresenceStore, TokenRevocationStore};
+use im_core::ports::{HealthCheck, PresenceStore};
 
 const URL_ENV: &str = "IM_TEST_REDIS_URL";
 const REQUIRE_ENV: &str = "IM_TEST_REQUIRE_BACKENDS";
@@ -616,102 +616,6 @@ async fn the_bus_reconnects_after_a_redis_restart() {
     // The handler was told that broadcasts were being missed (the cluster
     // stops trusting its invalidation-kept caches then).
     assert!(handler.1.load(std::sync::atomic::Ordering::SeqCst) >= 1);
-}
-
-#[tokio::test]
-async fn revocations_expire_with_their_tokens() {
-    let Some(ctx) = Ctx::new("revocations_expire_with_their_tokens") else {
-        return;
-    };
-    let r = ctx.node("node-a", LONG_TTL).await.revocations();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    r.revoke("jti-1", "alice", now + 3600).await.unwrap();
-    r.revoke("jti-1", "alice", now + 3600).await.unwrap();
-    assert!(r.is_revoked("jti-1").await.unwrap());
-    assert!(!r.is_revoked("jti-2").await.unwrap());
-    // The key expires with the token.
-    let mut c = ctx.raw().await;
-    let ttl: i64 = redis::cmd("TTL")
-        .arg(format!("{}revoked:jti-1", ctx.prefix))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert!((3590..=3600).contains(&ttl), "{ttl}");
-    // An expired token is not stored.
-    r.revoke("jti-old", "alice", now - 1).await.unwrap();
-    assert!(!r.is_revoked("jti-old").await.unwrap());
-    // One about to expire goes by itself.
-    r.revoke("jti-short", "alice", now + 1).await.unwrap();
-    eventually(
-        "the revocation to expire",
-        Duration::from_secs(5),
-        || async { !r.is_revoked("jti-short").await.unwrap() },
-    )
-    .await;
-    assert_eq!(r.purge_expired(now + 10_000).await.unwrap(), 0);
-    assert!(r.is_revoked("jti-1").await.unwrap());
-    ctx.cleanup().await;
-}
-
-/// Fixed-window semantics every limiter shares; `window_ms` is short.
-async fn check_rate_limiter(l: &dyn RateLimiter, key: &str) {
-    // A window of an hour: no boundary in the way.
-    for _ in 0..3 {
-        assert!(l.hit(&format!("{key}-long"), 3, 3_600_000).await.unwrap());
-    }
-    assert!(!l.hit(&format!("{key}-long"), 3, 3_600_000).await.unwrap());
-    assert!(!l.hit(&format!("{key}-long"), 3, 3_600_000).await.unwrap());
-    assert!(l.hit(&format!("{key}-other"), 3, 3_600_000).await.unwrap());
-    assert!(!l.hit(&format!("{key}-zero"), 0, 3_600_000).await.unwrap());
-    // Short windows: a refusal, then a new window allows again.
-    let short = format!("{key}-short");
-    eventually("a refused hit", Duration::from_secs(5), || async {
-        !l.hit(&short, 1, 300).await.unwrap()
-    })
-    .await;
-    eventually("the next window", Duration::from_secs(5), || async {
-        l.hit(&short, 1, 300).await.unwrap()
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn memory_rate_limiter_windows() {
-    check_rate_limiter(&MemoryRateLimiter::new(), "k").await;
-}
-
-#[tokio::test]
-async fn redis_rate_limiter_windows() {
-    let Some(ctx) = Ctx::new("redis_rate_limiter_windows") else {
-        return;
-    };
-    let a = ctx.node("node-a", LONG_TTL).await.rate_limiter();
-    let b = ctx.node("node-b", LONG_TTL).await.rate_limiter();
-    check_rate_limiter(&a, "k").await;
-    // The counters are shared by the nodes.
-    assert!(a.hit("shared", 2, 3_600_000).await.unwrap());
-    assert!(b.hit("shared", 2, 3_600_000).await.unwrap());
-    assert!(!a.hit("shared", 2, 3_600_000).await.unwrap());
-    // Every counter expires.
-    let mut c = ctx.raw().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}rl:*", ctx.prefix))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert!(!keys.is_empty());
-    for k in keys {
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(&k)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        assert!(ttl > 0, "{k}: {ttl}");
-    }
-    ctx.cleanup().await;
 }
 
 #[tokio::test]

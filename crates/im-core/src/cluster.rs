@@ -72,11 +72,3 @@ pub trait Bus: Send + Sync {
     /// until the process ends. Call once.
     fn start(&self, handler: Arc<dyn BusHandler>);
 }
-
-/// Counters for rate limits, shared by every node.
-#[async_trait]
-pub trait RateLimiter: Send + Sync {
-    /// Counts one hit of `key` in its current window of `window_ms`; false
-    /// when the window already had `limit` hits (the hit is refused).
-    async fn hit(&self, key: &str, limit: u32, window_ms: u64) -> StoreResult<bool>;
-}

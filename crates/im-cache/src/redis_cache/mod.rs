@@ -1,5 +1,5 @@
-//! Redis adapters of the cluster ports: the route table, presence, the bus
-//! between nodes, token revocations and rate limits, all on one Redis
+//! Redis adapters of the cluster ports: the route table, presence and the
+//! bus between nodes, all on one Redis
 //! (a single server or a primary with replicas, not Redis Cluster: the
 //! presence scripts read node keys they are not given as KEYS).
 //!
@@ -12,8 +12,6 @@
 //! | `{p}routes:{user}` | hash | session key -> entry (see below) |
 //! | `{p}presence:{user}` | hash | session key -> entry |
 //! | `{p}last_seen:{user}` | string | ms of the latest session up or down |
-//! | `{p}revoked:{jti}` | string, expires with the token | the revoking user |
-//! | `{p}rl:{key}:{window}` | counter, expires after its window | rate-limit hits |
 //! | `{p}bus:node:{node_id}`, `{p}bus:all` | channels | the bus |
 //!
 //! An entry is `<incarnation>:<len>:<node_id><platform>`. Each
@@ -26,8 +24,6 @@
 mod bus;
 mod encoding;
 mod presence;
-mod rate_limit;
-mod revocations;
 mod routes;
 mod scripts;
 
@@ -47,8 +43,6 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 pub use bus::RedisBus;
 pub use presence::RedisPresence;
-pub use rate_limit::RedisRateLimiter;
-pub use revocations::RedisRevocations;
 pub use routes::RedisRouteTable;
 
 use scripts::Scripts;
@@ -238,13 +232,6 @@ impl Keys {
     }
     fn last_seen(&self, user: &str) -> String {
         format!("{}last_seen:{user}", self.prefix)
-    }
-    fn revoked(&self, jti: &str) -> String {
-        format!("{}revoked:{jti}", self.prefix)
-    }
-    /// The rate counter of `key` without its window index.
-    fn rate(&self, key: &str) -> String {
-        format!("{}rl:{key}:", self.prefix)
     }
     fn bus_node(&self, node_id: &str) -> String {
         format!("{}bus:node:{node_id}", self.prefix)
@@ -515,16 +502,6 @@ impl RedisCache {
     /// The bus of this node.
     pub fn bus(&self) -> RedisBus {
         RedisBus::new(Arc::clone(&self.inner))
-    }
-
-    /// Token revocations shared by every node.
-    pub fn revocations(&self) -> RedisRevocations {
-        RedisRevocations::new(Arc::clone(&self.inner))
-    }
-
-    /// Rate-limit counters shared by every node.
-    pub fn rate_limiter(&self) -> RedisRateLimiter {
-        RedisRateLimiter::new(Arc::clone(&self.inner))
     }
 
     /// A health check (PING) for `/ready`.

@@ -93,29 +93,11 @@ end
 return removed
 "#;
 
-/// One hit of a fixed-window counter, on the server's clock (so nodes with
-/// skewed clocks share windows). KEYS: the counter key without the window
-/// index. ARGV: window_ms. Returns the count of the current window,
-/// this hit included. The counter expires one second after its window.
-const RATE_HIT: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local w = tonumber(ARGV[1])
-local idx = math.floor(now / w)
-local key = KEYS[1] .. string.format('%.0f', idx)
-local n = redis.call('INCR', key)
-if n == 1 then
-  redis.call('PEXPIREAT', key, string.format('%.0f', (idx + 1) * w + 1000))
-end
-return n
-"#;
-
 /// The scripts, hashed once.
 pub(crate) struct Scripts {
     pub presence_up: Script,
     pub presence_down: Script,
     pub hdel_if_equal: Script,
-    pub rate_hit: Script,
 }
 
 impl Scripts {
@@ -124,7 +106,6 @@ impl Scripts {
             presence_up: Script::new(PRESENCE_UP),
             presence_down: Script::new(PRESENCE_DOWN),
             hdel_if_equal: Script::new(HDEL_IF_EQUAL),
-            rate_hit: Script::new(RATE_HIT),
         }
     }
 }
