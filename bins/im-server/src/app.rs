@@ -15,8 +15,8 @@ use im_repository::{
 };
 use im_service::idgen::TimeOrderedIdGen;
 use im_service::{
-    AccountConfig, ClusterConfig, FileService, Hub, JwtAuth, Limits, LimitsConfig, MessageWriter,
-    MessagingService, Ports, Rate, ServiceConfig, Services,
+    AccountConfig, Cluster, ClusterConfig, FileService, Hub, JwtAuth, Limits, LimitsConfig,
+    MessageWriter, MessagingService, Ports, Rate, ServiceConfig, Services,
 };
 use im_transport::tls::{CertStore, ServerTls};
 use im_transport::{Transport, TransportConfig};
@@ -43,6 +43,11 @@ pub struct App {
     addrs: LocalAddrs,
     shutdown: CancellationToken,
     writer_tasks: JoinSet<()>,
+    /// With Redis: the link to the other nodes (its queue worker and
+    /// liveness refresher), stopped by `cluster_stop` once the writer has
+    /// drained, so that pushes of the last commits still cross.
+    cluster_tasks: JoinSet<()>,
+    cluster_stop: CancellationToken,
     grace: Duration,
     /// The Prometheus recorder's handle, with `metrics.enabled`.
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
@@ -291,6 +296,22 @@ impl App {
             Some(r) => Arc::new(r.presence()),
             None => Arc::new(im_cache::MemoryPresence::new()),
         };
+        // The outbound link first: the hub and the services take it at
+        // construction; `connect_cluster` below connects it once they exist.
+        let (hub, outbox) = match &redis {
+            Some(r) => {
+                let (link, outbox) = Cluster::new(
+                    Arc::new(r.routes()),
+                    Arc::new(r.bus()),
+                    &ClusterConfig {
+                        refresh_interval: config.cluster.refresh_interval,
+                        ..ClusterConfig::default()
+                    },
+                );
+                (Hub::clustered(link), Some(outbox))
+            }
+            None => (Hub::with_node_id(node_id.as_str()), None),
+        };
         let messages: Arc<dyn MessageStore> = store.clone();
         let users: Arc<dyn UserStore> = store.clone();
         let health: Arc<dyn HealthCheck> = store.clone();
@@ -310,22 +331,16 @@ impl App {
                 ids: Arc::new(TimeOrderedIdGen),
             },
             writer,
-            Arc::new(Hub::with_node_id(node_id.as_str())),
+            Arc::new(hub),
             svc_cfg,
         )
         .with_file_refs(file_refs);
         let shutdown = CancellationToken::new();
+        let cluster_stop = CancellationToken::new();
         let mut health = vec![health];
-        if let Some(r) = &redis {
-            messaging.enable_cluster(
-                Arc::new(r.routes()),
-                Arc::new(r.bus()),
-                &ClusterConfig {
-                    refresh_interval: config.cluster.refresh_interval,
-                    ..ClusterConfig::default()
-                },
-                shutdown.clone(),
-            );
+        let mut cluster_tasks = JoinSet::new();
+        if let (Some(r), Some(outbox)) = (&redis, outbox) {
+            cluster_tasks = messaging.connect_cluster(outbox, &cluster_stop);
             health.push(Arc::new(r.health()));
             tracing::info!(node = %node_id, "cluster mode: routes, presence and bus in Redis");
         }
@@ -375,6 +390,8 @@ impl App {
             addrs,
             shutdown,
             writer_tasks,
+            cluster_tasks,
+            cluster_stop,
             grace: config.server.shutdown_timeout,
             metrics,
             tls,
@@ -407,6 +424,8 @@ impl App {
             addrs,
             shutdown,
             mut writer_tasks,
+            mut cluster_tasks,
+            cluster_stop,
             grace,
             metrics,
             tls,
@@ -484,6 +503,8 @@ impl App {
         if flushed.is_err() {
             tracing::warn!("message writer did not drain within the shutdown timeout");
         }
+        cluster_stop.cancel();
+        while cluster_tasks.join_next().await.is_some() {}
         Ok(())
     }
 }

@@ -29,21 +29,26 @@ pub(crate) struct BlockCache {
     capacity: usize,
     ttl: Duration,
     /// Changes are broadcast to the other nodes' caches through it.
-    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     /// False while invalidations from other nodes may be missed (the bus
     /// is down): nothing is served from or put into the cache.
     coherent: std::sync::atomic::AtomicBool,
 }
 
 impl BlockCache {
-    pub fn new(store: Arc<dyn FriendStore>, capacity: usize, ttl: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn FriendStore>,
+        capacity: usize,
+        ttl: Duration,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> Self {
         Self {
             store,
             cache: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             capacity,
             ttl,
-            cluster: std::sync::OnceLock::new(),
+            cluster,
             coherent: std::sync::atomic::AtomicBool::new(true),
         }
     }
@@ -93,14 +98,9 @@ impl BlockCache {
         Ok(hit)
     }
 
-    /// Connects the cache to the other nodes (once).
-    pub(crate) fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
-        let _ = self.cluster.set(cluster);
-    }
-
     /// Forgets `owner` here and on the other nodes; call after committing a change.
     pub fn invalidate(&self, owner: &str) {
-        if let Some(c) = self.cluster.get() {
+        if let Some(c) = &self.cluster {
             c.broadcast(crate::cluster::BusMessage::InvalidateBlocks {
                 owner: owner.to_owned(),
             });
@@ -133,7 +133,7 @@ mod tests {
     #[tokio::test]
     async fn caches_until_invalidated_and_bounds_capacity() {
         let store = Arc::new(MemoryStore::new());
-        let cache = BlockCache::new(store.clone(), 2, Duration::from_secs(60));
+        let cache = BlockCache::new(store.clone(), 2, Duration::from_secs(60), None);
         assert!(!cache.is_blocked("alice", "bob").await.unwrap());
         store.block("alice", "bob", 1).await.unwrap();
         // Cached: not seen until invalidated.
@@ -150,7 +150,7 @@ mod tests {
     #[tokio::test]
     async fn zero_ttl_always_reloads() {
         let store = Arc::new(MemoryStore::new());
-        let cache = BlockCache::new(store.clone(), 8, Duration::ZERO);
+        let cache = BlockCache::new(store.clone(), 8, Duration::ZERO, None);
         assert!(!cache.is_blocked("alice", "bob").await.unwrap());
         store.block("alice", "bob", 1).await.unwrap();
         assert!(cache.is_blocked("alice", "bob").await.unwrap());

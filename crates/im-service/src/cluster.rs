@@ -19,6 +19,14 @@
 //! `refresh_interval`; if a refresh or a route write failed since the last
 //! success, it re-registers every local session (so routes written while
 //! Redis was away come back).
+//!
+//! Wiring, without a cycle: [`Cluster::new`] makes the outbound link first
+//! (its queue waits for a worker); the hub takes it at construction (its
+//! node id is the link's), and the services built around the hub take it
+//! from there. Once they all exist, [`connect`] builds the [`Receiver`]
+//! from them, subscribes it to the bus and spawns the worker and the
+//! refresher, which end when `shutdown` is cancelled. The worker holds the
+//! route table and the bus, never the queue's sender.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -165,32 +173,77 @@ impl ClusterStats {
     }
 }
 
-/// This node's link to the others.
-pub struct Cluster {
+/// What the worker sends with: everything of the link but its queue.
+struct Wire {
     node_id: String,
     routes: Arc<dyn RouteTable>,
     bus: Arc<dyn Bus>,
+    stats: Arc<ClusterStats>,
+}
+
+/// This node's link to the others (the outbound half).
+pub struct Cluster {
+    wire: Arc<Wire>,
     queue: mpsc::Sender<Outgoing>,
     /// A route write or refresh failed: re-register local sessions.
     dirty: AtomicBool,
-    stats: Arc<ClusterStats>,
+    refresh_interval: Duration,
+}
+
+/// The link's queue, until [`connect`] starts its worker.
+pub struct Outbox {
+    rx: mpsc::Receiver<Outgoing>,
+    batch: usize,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
-            .field("node_id", &self.node_id)
+            .field("node_id", &self.wire.node_id)
             .finish_non_exhaustive()
     }
 }
 
 impl Cluster {
+    /// The outbound link of the node `routes` names (its id is the node's
+    /// one id). Nothing runs until [`connect`]: what is queued meanwhile
+    /// waits.
+    pub fn new(
+        routes: Arc<dyn RouteTable>,
+        bus: Arc<dyn Bus>,
+        cfg: &ClusterConfig,
+    ) -> (Arc<Self>, Outbox) {
+        let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
+        let link = Arc::new(Self {
+            wire: Arc::new(Wire {
+                node_id: routes.node_id().to_owned(),
+                routes,
+                bus,
+                stats: Arc::new(ClusterStats::default()),
+            }),
+            queue: tx,
+            dirty: AtomicBool::new(false),
+            refresh_interval: cfg.refresh_interval,
+        });
+        let outbox = Outbox {
+            rx,
+            batch: cfg.batch.max(1),
+        };
+        (link, outbox)
+    }
+
     pub fn node_id(&self) -> &str {
-        &self.node_id
+        &self.wire.node_id
     }
 
     pub fn stats(&self) -> &Arc<ClusterStats> {
-        &self.stats
+        &self.wire.stats
     }
 
     /// Entries waiting in the queue to other nodes.
@@ -224,7 +277,7 @@ impl Cluster {
 
     fn enqueue(&self, o: Outgoing) {
         if self.queue.try_send(o).is_err() {
-            let n = self.stats.count_dropped_full(1);
+            let n = self.wire.stats.count_dropped_full(1);
             if n.is_power_of_two() {
                 tracing::warn!(
                     dropped = n + 1,
@@ -236,7 +289,7 @@ impl Cluster {
 
     /// Session `key` of `user` on `platform` is up on this node.
     pub(crate) async fn session_up(&self, user: &UserId, key: &str, platform: &str) {
-        if let Err(e) = self.routes.add(user.as_str(), key, platform).await {
+        if let Err(e) = self.wire.routes.add(user.as_str(), key, platform).await {
             self.dirty.store(true, Ordering::SeqCst);
             tracing::warn!(error = %e, user = %user, "route not recorded; retried on the next refresh");
         }
@@ -244,7 +297,7 @@ impl Cluster {
 
     /// Session `key` of `user` is gone from this node.
     pub(crate) async fn session_down(&self, user: &UserId, key: &str) {
-        if let Err(e) = self.routes.remove(user.as_str(), key).await {
+        if let Err(e) = self.wire.routes.remove(user.as_str(), key).await {
             tracing::warn!(error = %e, user = %user, "route not removed; it expires with its TTL check");
         }
     }
@@ -273,62 +326,62 @@ impl Cluster {
     }
 }
 
-/// Builds the cluster link for `hub`'s node and starts its tasks: the
-/// queue worker, the liveness refresher, and the bus subscription feeding a
-/// [`Receiver`]. Tasks stop when `shutdown` is cancelled (the subscription
+/// Connects `link` (whose queue is `outbox`) to the others:
+/// builds the [`Receiver`] from this node's hub, presence and caches,
+/// subscribes it to the bus, and spawns the queue worker and the liveness
+/// refresher, which end when `shutdown` is cancelled (the subscription
 /// lives as long as the process).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn start(
-    routes: Arc<dyn RouteTable>,
-    bus: Arc<dyn Bus>,
-    hub: Arc<Hub>,
-    presence: Arc<PresenceService>,
-    directory: Arc<GroupDirectory>,
-    blocks: Arc<BlockCache>,
-    cfg: &ClusterConfig,
-    shutdown: CancellationToken,
-) -> Arc<Cluster> {
-    let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
-    let cluster = Arc::new(Cluster {
-        node_id: routes.node_id().to_owned(),
-        routes: Arc::clone(&routes),
-        bus: Arc::clone(&bus),
-        queue: tx,
-        dirty: AtomicBool::new(false),
-        stats: Arc::new(ClusterStats::default()),
-    });
-    tokio::spawn(worker(Arc::clone(&cluster), rx, cfg.batch.max(1)));
-    tokio::spawn(refresher(
-        Arc::clone(&cluster),
-        Arc::clone(&hub),
-        cfg.refresh_interval,
-        shutdown,
+pub(crate) fn connect(
+    link: &Arc<Cluster>,
+    outbox: Outbox,
+    receiver: Receiver,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinSet<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(worker(
+        Arc::clone(&link.wire),
+        outbox.rx,
+        outbox.batch,
+        shutdown.clone(),
+    ));
+    tasks.spawn(refresher(
+        Arc::clone(link),
+        Arc::clone(&receiver.hub),
+        shutdown.clone(),
     ));
     // Until the bus is subscribed, other nodes' invalidations are missed
     // (cached groups need none: they are checked against the store's
     // version, see `directory`).
-    blocks.set_coherent(false);
-    let receiver = Arc::new(Receiver {
-        node_id: cluster.node_id.clone(),
-        hub,
-        presence,
-        directory,
-        blocks,
-        stats: Arc::clone(&cluster.stats),
-    });
-    bus.start(receiver);
-    cluster
+    receiver.blocks.set_coherent(false);
+    link.wire.bus.start(Arc::new(receiver));
+    tasks
 }
 
-async fn worker(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>, batch: usize) {
+/// Sends what the hot path queued, in batches, until `shutdown` (what is
+/// still queued then is dropped: clients sync) or until every sender is
+/// gone.
+async fn worker(
+    wire: Arc<Wire>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    batch: usize,
+    shutdown: CancellationToken,
+) {
     let mut buf = Vec::with_capacity(batch);
-    while rx.recv_many(&mut buf, batch).await > 0 {
-        send_batch(&cluster, std::mem::take(&mut buf)).await;
+    loop {
+        let n = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            n = rx.recv_many(&mut buf, batch) => n,
+        };
+        if n == 0 {
+            return;
+        }
+        send_batch(&wire, std::mem::take(&mut buf)).await;
         buf.reserve(batch);
     }
 }
 
-async fn send_batch(cluster: &Cluster, batch: Vec<Outgoing>) {
+async fn send_batch(cluster: &Wire, batch: Vec<Outgoing>) {
     let mut broadcast = Vec::new();
     let mut users: Vec<String> = Vec::new();
     let mut index: std::collections::HashMap<UserId, usize> = std::collections::HashMap::new();
@@ -408,20 +461,15 @@ async fn send_batch(cluster: &Cluster, batch: Vec<Outgoing>) {
     }
 }
 
-async fn refresher(
-    cluster: Arc<Cluster>,
-    hub: Arc<Hub>,
-    every: Duration,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+async fn refresher(cluster: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(cluster.refresh_interval.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = cluster.routes.refresh().await {
+        if let Err(e) = cluster.wire.routes.refresh().await {
             cluster.dirty.store(true, Ordering::SeqCst);
             tracing::warn!(error = %e, "node liveness refresh failed");
             continue;
@@ -433,7 +481,12 @@ async fn refresher(
                 "re-registering local sessions in the route table"
             );
             for (user, key, platform) in sessions {
-                if let Err(e) = cluster.routes.add(user.as_str(), &key, &platform).await {
+                if let Err(e) = cluster
+                    .wire
+                    .routes
+                    .add(user.as_str(), &key, &platform)
+                    .await
+                {
                     cluster.dirty.store(true, Ordering::SeqCst);
                     tracing::warn!(error = %e, "re-registering routes failed; retried next refresh");
                     break;
@@ -445,12 +498,12 @@ async fn refresher(
 
 /// Applies what other nodes send to this node's sessions and caches.
 pub(crate) struct Receiver {
-    node_id: String,
-    hub: Arc<Hub>,
-    presence: Arc<PresenceService>,
-    directory: Arc<GroupDirectory>,
-    blocks: Arc<BlockCache>,
-    stats: Arc<ClusterStats>,
+    pub(crate) node_id: String,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) presence: Arc<PresenceService>,
+    pub(crate) directory: Arc<GroupDirectory>,
+    pub(crate) blocks: Arc<BlockCache>,
+    pub(crate) stats: Arc<ClusterStats>,
 }
 
 impl BusHandler for Receiver {

@@ -62,25 +62,28 @@ pub(crate) struct GroupDirectory {
     epoch: AtomicU64,
     capacity: usize,
     ttl: Duration,
-    /// Changes are broadcast to the other nodes' caches through it.
-    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
-    /// Other nodes change groups too: every cached hit is checked against
-    /// the store's version.
-    shared: std::sync::atomic::AtomicBool,
+    /// Changes are broadcast to the other nodes' caches through it; with
+    /// it, every cached hit is checked against the store's version (other
+    /// nodes change groups too).
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Chat room membership (in memory, this node's).
     pub(crate) rooms: crate::chatrooms::ChatRooms,
 }
 
 impl GroupDirectory {
-    pub fn new(store: Arc<dyn GroupStore>, capacity: usize, ttl: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn GroupStore>,
+        capacity: usize,
+        ttl: Duration,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> Self {
         Self {
             store,
             cache: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             capacity,
             ttl,
-            cluster: std::sync::OnceLock::new(),
-            shared: std::sync::atomic::AtomicBool::new(false),
+            cluster,
             rooms: crate::chatrooms::ChatRooms::new(crate::config::ChatRoomConfig::default()),
         }
     }
@@ -102,7 +105,7 @@ impl GroupDirectory {
         let Some(snapshot) = cached else {
             return self.load(group_id, None).await;
         };
-        if !self.shared.load(Ordering::SeqCst) {
+        if self.cluster.is_none() {
             return Ok(Some(snapshot));
         }
         match self.store.group_version(group_id).await? {
@@ -166,21 +169,9 @@ impl GroupDirectory {
         Ok(Some(snapshot))
     }
 
-    /// Connects the cache to the other nodes (once).
-    pub(crate) fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
-        let _ = self.cluster.set(cluster);
-        self.check_versions();
-    }
-
-    /// Checks every cached hit against the store's version from now on
-    /// (other nodes change groups too).
-    pub(crate) fn check_versions(&self) {
-        self.shared.store(true, Ordering::SeqCst);
-    }
-
     /// Forgets `group_id` here and on the other nodes; call after committing a change.
     pub fn invalidate(&self, group_id: &str) {
-        if let Some(c) = self.cluster.get() {
+        if let Some(c) = &self.cluster {
             c.broadcast(crate::cluster::BusMessage::InvalidateGroup {
                 group_id: group_id.to_owned(),
             });
@@ -305,7 +296,7 @@ mod tests {
     fn with_alice() -> (Arc<Fake>, GroupDirectory) {
         let fake = Arc::new(Fake::default());
         fake.members.lock().push("alice".into());
-        let dir = GroupDirectory::new(fake.clone(), 8, Duration::from_secs(60));
+        let dir = GroupDirectory::new(fake.clone(), 8, Duration::from_secs(60), None);
         (fake, dir)
     }
 
@@ -333,8 +324,15 @@ mod tests {
     /// their invalidation ever arrives (the bus may be down).
     #[tokio::test]
     async fn in_a_cluster_a_change_elsewhere_is_seen_without_its_invalidation() {
-        let (fake, dir) = with_alice();
-        dir.check_versions();
+        let fake = Arc::new(Fake::default());
+        fake.members.lock().push("alice".into());
+        let node = im_testkit::cluster::Shared::new().node("n1");
+        let (link, _outbox) = crate::cluster::Cluster::new(
+            node.clone(),
+            node,
+            &crate::cluster::ClusterConfig::default(),
+        );
+        let dir = GroupDirectory::new(fake.clone(), 8, Duration::from_secs(60), Some(link));
         assert!(has(&dir, "alice").await);
         assert!(has(&dir, "alice").await);
         assert_eq!(fake.loads.load(Ordering::SeqCst), 1, "unchanged: cached");
@@ -361,11 +359,11 @@ mod tests {
     #[tokio::test]
     async fn zero_ttl_and_zero_capacity_always_reload() {
         let fake = Arc::new(Fake::default());
-        let dir = GroupDirectory::new(fake.clone(), 8, Duration::ZERO);
+        let dir = GroupDirectory::new(fake.clone(), 8, Duration::ZERO, None);
         dir.get("g").await.unwrap();
         dir.get("g").await.unwrap();
         assert_eq!(fake.loads.load(Ordering::SeqCst), 2);
-        let dir = GroupDirectory::new(fake.clone(), 0, Duration::from_secs(60));
+        let dir = GroupDirectory::new(fake.clone(), 0, Duration::from_secs(60), None);
         dir.get("g").await.unwrap();
         assert_eq!(dir.cached(), 0);
     }

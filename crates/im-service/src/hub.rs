@@ -123,7 +123,7 @@ pub struct Hub {
     next_id: AtomicU64,
     node_id: String,
     /// The link to other nodes, when there are any.
-    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Default for Hub {
@@ -155,7 +155,17 @@ impl Hub {
             hasher: RandomState::new(),
             next_id: AtomicU64::new(1),
             node_id: node_id.into(),
-            cluster: std::sync::OnceLock::new(),
+            cluster: None,
+        }
+    }
+
+    /// The hub of a node of a cluster: its node id is the link's, and
+    /// what is not for local sessions goes through `link`
+    /// ([`crate::cluster`] says how the link is connected).
+    pub fn clustered(link: Arc<crate::cluster::Cluster>) -> Self {
+        Self {
+            cluster: Some(Arc::clone(&link)),
+            ..Self::with_node_id(link.node_id())
         }
     }
 
@@ -212,7 +222,7 @@ impl Hub {
     /// Closes the sessions of `user` that authenticated with token `jti`,
     /// here and on the other nodes; returns how many were local.
     pub fn close_token(&self, user: &UserId, jti: &str) -> usize {
-        if let Some(c) = self.cluster.get() {
+        if let Some(c) = &self.cluster {
             c.to_user(
                 user,
                 crate::cluster::BusMessage::CloseToken {
@@ -261,16 +271,9 @@ impl Hub {
         kicked
     }
 
-    /// Connects this hub to the other nodes (once).
-    pub(crate) fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
-        if self.cluster.set(cluster).is_err() {
-            tracing::warn!("cluster link set twice; keeping the first");
-        }
-    }
-
     /// The link to other nodes, if any.
     pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
-        self.cluster.get()
+        self.cluster.as_ref()
     }
 
     /// Every local session: (user, session key, platform).
@@ -290,7 +293,7 @@ impl Hub {
     /// `except`: local ones at once, the ones on other nodes through the
     /// cluster queue. Returns how many local sessions it was queued for.
     pub fn deliver(&self, user: &UserId, event: &Arc<Event>, except: Option<SessionId>) -> usize {
-        if let Some(c) = self.cluster.get() {
+        if let Some(c) = &self.cluster {
             c.forward(user, event);
         }
         self.deliver_local(user, event, except)

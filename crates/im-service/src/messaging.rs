@@ -18,7 +18,6 @@ use im_core::ports::{
 use im_core::{ConversationId, ErrorCode, StoreError, UserId, ids::validate_id};
 
 use crate::blocks::BlockCache;
-use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::ServiceConfig;
 use crate::conversations::{ConversationService, access};
 use crate::directory::GroupDirectory;
@@ -29,7 +28,6 @@ use crate::presence::PresenceService;
 use crate::social::SocialService;
 use crate::unconfigured::Unconfigured;
 use crate::writer::{MessageWriter, Pending, WriteError};
-use im_core::cluster::{Bus, RouteTable};
 
 /// The most messages [`MessagingService::inbox_backlog`] counts: a count
 /// reads index entries, so a huge backlog is reported as this many.
@@ -221,10 +219,12 @@ impl MessagingService {
             clock,
             ids,
         } = ports;
+        let link = hub.cluster().cloned();
         let blocks = Arc::new(BlockCache::new(
             Arc::clone(&friends),
             cfg.group_cache_capacity,
             cfg.group_cache_ttl,
+            link.clone(),
         ));
         let social = SocialService::new(
             Arc::clone(&users),
@@ -237,6 +237,7 @@ impl MessagingService {
                 Arc::clone(&groups),
                 cfg.group_cache_capacity,
                 cfg.group_cache_ttl,
+                link.clone(),
             )
             .with_rooms(cfg.chat_rooms.clone()),
         );
@@ -256,6 +257,7 @@ impl MessagingService {
             presence,
             Arc::clone(&clock),
             cfg.max_presence_subscriptions,
+            link,
         ));
         Self {
             store: messages,
@@ -284,31 +286,30 @@ impl MessagingService {
         self
     }
 
-    /// Connects this node to the others: pushes, kicks, presence changes and
-    /// cache invalidations then reach sessions and caches on every node.
-    /// Starts the cluster tasks (they stop with `shutdown`). Call once.
-    pub fn enable_cluster(
+    /// Connects this node to the others through its hub's link
+    /// ([`Hub::clustered`], made with `outbox` by
+    /// [`Cluster::new`](crate::cluster::Cluster::new)):
+    /// pushes, kicks, presence changes and cache invalidations then reach
+    /// sessions and caches on every node. Returns the cluster's tasks, which
+    /// end when `shutdown` is cancelled. A hub without a link has nothing
+    /// to connect: the set is empty.
+    pub fn connect_cluster(
         &self,
-        routes: Arc<dyn RouteTable>,
-        bus: Arc<dyn Bus>,
-        cfg: &ClusterConfig,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) -> Arc<Cluster> {
-        let c = crate::cluster::start(
-            routes,
-            bus,
-            Arc::clone(&self.hub),
-            Arc::clone(&self.presence),
-            Arc::clone(&self.directory),
-            Arc::clone(&self.blocks),
-            cfg,
-            shutdown,
-        );
-        self.hub.set_cluster(Arc::clone(&c));
-        self.presence.set_cluster(Arc::clone(&c));
-        self.directory.set_cluster(Arc::clone(&c));
-        self.blocks.set_cluster(Arc::clone(&c));
-        c
+        outbox: crate::cluster::Outbox,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinSet<()> {
+        let Some(link) = self.hub.cluster() else {
+            return tokio::task::JoinSet::new();
+        };
+        let receiver = crate::cluster::Receiver {
+            node_id: link.node_id().to_owned(),
+            hub: Arc::clone(&self.hub),
+            presence: Arc::clone(&self.presence),
+            directory: Arc::clone(&self.directory),
+            blocks: Arc::clone(&self.blocks),
+            stats: Arc::clone(link.stats()),
+        };
+        crate::cluster::connect(link, outbox, receiver, shutdown)
     }
 
     pub fn hub(&self) -> &Arc<Hub> {

@@ -34,7 +34,7 @@ pub struct PresenceService {
     max_subscriptions: usize,
     subs: Mutex<Subscriptions>,
     /// Transitions are broadcast to the other nodes' watchers through it.
-    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl std::fmt::Debug for PresenceService {
@@ -50,13 +50,14 @@ impl PresenceService {
         store: Arc<dyn PresenceStore>,
         clock: Arc<dyn Clock>,
         max_subscriptions: usize,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Self {
         Self {
             store,
             clock,
             max_subscriptions,
             subs: Mutex::new(Subscriptions::default()),
-            cluster: std::sync::OnceLock::new(),
+            cluster,
         }
     }
 
@@ -75,13 +76,9 @@ impl PresenceService {
         }
     }
 
-    pub(crate) fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
-        let _ = self.cluster.set(cluster);
-    }
-
     /// A transition: this node's watchers now, the other nodes' through the bus.
     async fn announce(&self, user: &UserId, online: bool, now: i64) {
-        if let Some(c) = self.cluster.get() {
+        if let Some(c) = &self.cluster {
             c.broadcast(crate::cluster::BusMessage::Presence {
                 user: user.as_str().to_owned(),
                 online,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use im_cache::MemoryPresence;
 use im_core::ErrorCode;
 use im_core::command::{Event, Request};
-use im_service::{ClusterConfig, Hub, Outbound, ServiceConfig};
+use im_service::{Cluster, ClusterConfig, Hub, Outbound, ServiceConfig};
 use im_testkit::cluster::Shared;
 use im_testkit::{MemoryStore, SeqIds};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,39 @@ struct Nodes {
     _stop: tokio_util::sync::DropGuard,
 }
 
+/// Node `id`: its link made first, the services around it, then connected
+/// (as the server wires it). Returns the node and its cluster tasks.
+fn node_with_tasks(
+    store: &Arc<MemoryStore>,
+    presence: &Arc<MemoryPresence>,
+    shared: &Arc<Shared>,
+    id: &str,
+    stop: &CancellationToken,
+) -> (Env, tokio::task::JoinSet<()>) {
+    let cfg = ServiceConfig {
+        allow_demo_tokens: true,
+        ..ServiceConfig::default()
+    };
+    let wire = shared.node(id);
+    let (link, outbox) = Cluster::new(
+        wire.clone(),
+        wire,
+        &ClusterConfig {
+            refresh_interval: Duration::from_millis(20),
+            ..ClusterConfig::default()
+        },
+    );
+    let env = env_on(
+        store.clone(),
+        presence.clone(),
+        Hub::clustered(link),
+        SeqIds::with_prefix(id),
+        cfg,
+    );
+    let tasks = env.services.messaging.connect_cluster(outbox, stop);
+    (env, tasks)
+}
+
 fn node(
     store: &Arc<MemoryStore>,
     presence: &Arc<MemoryPresence>,
@@ -28,27 +61,9 @@ fn node(
     id: &str,
     stop: &CancellationToken,
 ) -> Env {
-    let cfg = ServiceConfig {
-        allow_demo_tokens: true,
-        ..ServiceConfig::default()
-    };
-    let env = env_on(
-        store.clone(),
-        presence.clone(),
-        Hub::with_node_id(id),
-        SeqIds::with_prefix(id),
-        cfg,
-    );
-    let link = shared.node(id);
-    env.services.messaging.enable_cluster(
-        link.clone(),
-        link,
-        &ClusterConfig {
-            refresh_interval: Duration::from_millis(20),
-            ..ClusterConfig::default()
-        },
-        stop.clone(),
-    );
+    let (env, mut tasks) = node_with_tasks(store, presence, shared, id, stop);
+    // They end with `stop`.
+    tasks.detach_all();
     env
 }
 
@@ -306,4 +321,37 @@ async fn chat_room_membership_spans_nodes() {
     assert_eq!(code_of(&r), ErrorCode::Success);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(alice.pushes().is_empty());
+}
+
+/// The cluster's tasks (queue worker, liveness refresher) end when their
+/// stop token is cancelled, though the services holding the link live on:
+/// the worker does not own the queue's sender.
+#[tokio::test]
+async fn the_cluster_tasks_end_on_shutdown() {
+    let store = Arc::new(MemoryStore::new());
+    let presence = Arc::new(MemoryPresence::new());
+    let shared = Shared::new();
+    let stop = CancellationToken::new();
+    let (a, mut tasks) = node_with_tasks(&store, &presence, &shared, "na", &stop);
+    let _b = node(&store, &presence, &shared, "nb", &stop);
+    // The link works before the stop.
+    let mut alice = Conn::login(&a, "alice", "iOS").await;
+    assert_eq!(
+        code_of(&send(&a, &mut alice, "single_alice_bob", "c1", "x").await),
+        ErrorCode::Success
+    );
+    assert_eq!(tasks.len(), 2);
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+    })
+    .await
+    .expect("the cluster tasks ended");
+    // The services are still here; what they queue now is simply not sent.
+    assert_eq!(
+        code_of(&send(&a, &mut alice, "single_alice_bob", "c2", "x").await),
+        ErrorCode::Success
+    );
 }
