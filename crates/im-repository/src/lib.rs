@@ -52,6 +52,7 @@ mod sqlite;
 #[cfg(test)]
 mod upgrade_tests;
 
+#[cfg(any(test, feature = "scratch"))]
 pub mod scratch;
 
 pub use any::{AnyStore, Backend, DbOptions, run_migrations};
