@@ -193,7 +193,6 @@ cluster:
         assert_eq!(c.message.writer.linger, Duration::from_micros(500));
         assert_eq!(c.session.kick_policy, KickPolicy::Multi);
         assert_eq!(c.cluster.node_id.as_deref(), Some("node-a"));
-        assert_eq!(c.cluster.resolved_node_id(), "node-a");
         Ok(())
     });
 }

@@ -47,6 +47,35 @@ pub use self::error::{
 pub use self::tls::serve_tls;
 use crate::Transport;
 
+/// Where the OpenAPI document of the API is served.
+const OPENAPI_PATH: &str = "/openapi.json";
+
+/// The paths the HTTP API serves itself, as prefixes: every route of the
+/// OpenAPI document, the document itself (`/openapi.json`) and the demo
+/// ([`demo::DEMO_PATH`]) falls under one (see [`reserved_prefix`]; a unit
+/// test checks it against the routes). Paths configured for other things, such as the metrics
+/// route, must stay out of them.
+pub const RESERVED_PREFIXES: &[&str] = &[
+    "/api/",
+    "/messages/",
+    "/files/",
+    "/upload",
+    "/health",
+    "/ready",
+    OPENAPI_PATH,
+    demo::DEMO_PATH,
+];
+
+/// The entry of [`RESERVED_PREFIXES`] that `path` falls under, if any: a
+/// path falls under an entry it starts with, or one it equals without the
+/// entry's trailing `/` (`/demo` falls under `/demo/`).
+pub fn reserved_prefix(path: &str) -> Option<&'static str> {
+    RESERVED_PREFIXES
+        .iter()
+        .copied()
+        .find(|prefix| path == prefix.trim_end_matches('/') || path.starts_with(prefix))
+}
+
 #[derive(Serialize, ToSchema)]
 struct Status {
     status: &'static str,
@@ -86,7 +115,7 @@ pub fn router(transport: Arc<Transport>) -> Router {
         }
     };
     let mut router = router.route(
-        "/openapi.json",
+        OPENAPI_PATH,
         get(move || {
             let json = Arc::clone(&json);
             async move { openapi_json(&json) }
@@ -95,8 +124,7 @@ pub fn router(transport: Arc<Transport>) -> Router {
     // Not in the OpenAPI document: it is not part of the JSON API (plain
     // text for Prometheus, no envelope), like /openapi.json itself.
     if let Some(m) = &transport.cfg.metrics {
-        if m.is_plain_path() && !doc.paths.paths.contains_key(&m.path) && m.path != "/openapi.json"
-        {
+        if m.is_plain_path() && !doc.paths.paths.contains_key(&m.path) && m.path != OPENAPI_PATH {
             router = router.route(&m.path, get(metrics_text));
         } else {
             tracing::error!(path = %m.path, "metrics path is not a plain path or collides with an API route; not served");
@@ -228,4 +256,43 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "method not allowed",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route of the OpenAPI document falls under an entry of
+    /// [`RESERVED_PREFIXES`], and every entry covers a route (the OpenAPI
+    /// path and the demo are the router's own constants).
+    #[test]
+    fn reserved_prefixes_are_the_routes() {
+        let doc = openapi_document();
+        let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
+        assert!(paths.len() > 10, "{paths:?}");
+        for path in &paths {
+            assert!(
+                reserved_prefix(path).is_some(),
+                "route {path} is not under RESERVED_PREFIXES"
+            );
+        }
+        for prefix in RESERVED_PREFIXES {
+            let routed = [OPENAPI_PATH, demo::DEMO_PATH].contains(prefix)
+                || paths
+                    .iter()
+                    .any(|path| reserved_prefix(path) == Some(*prefix));
+            assert!(routed, "{prefix} covers no route");
+        }
+    }
+
+    #[test]
+    fn reserved_prefix_matches_prefixes_and_bare_directories() {
+        assert_eq!(reserved_prefix("/api/metrics"), Some("/api/"));
+        assert_eq!(reserved_prefix("/demo"), Some("/demo/"));
+        assert_eq!(reserved_prefix("/demo/metrics"), Some("/demo/"));
+        assert_eq!(reserved_prefix("/health"), Some("/health"));
+        assert_eq!(reserved_prefix("/openapi.json"), Some("/openapi.json"));
+        assert_eq!(reserved_prefix("/metrics"), None);
+        assert_eq!(reserved_prefix("/internal/metrics"), None);
+    }
 }
