@@ -32,7 +32,6 @@ pub mod session;
 pub mod social;
 pub mod sync;
 pub mod system;
-mod unconfigured;
 pub mod writer;
 
 pub use accounts::{AccountConfig, AccountService, Session};

@@ -26,7 +26,6 @@ use crate::groups::GroupService;
 use crate::hub::{Hub, SessionId};
 use crate::presence::PresenceService;
 use crate::social::SocialService;
-use crate::unconfigured::Unconfigured;
 use crate::writer::{MessageWriter, Pending, WriteError};
 
 /// The most messages [`MessagingService::inbox_backlog`] counts: a count
@@ -175,32 +174,6 @@ struct Route {
 }
 
 impl MessagingService {
-    /// 1:1 messaging only (the constructor before groups existed): group
-    /// conversations do not exist, recalls and read receipts fail with a
-    /// store error, presence reports everybody offline. Prefer
-    /// [`Self::from_ports`].
-    pub fn new(
-        store: Arc<dyn MessageStore>,
-        users: Arc<dyn UserStore>,
-        writer: MessageWriter,
-        hub: Arc<Hub>,
-        clock: Arc<dyn Clock>,
-        ids: Arc<dyn IdGen>,
-        cfg: ServiceConfig,
-    ) -> Self {
-        let ports = Ports {
-            messages: store,
-            users,
-            groups: Arc::new(Unconfigured),
-            conversations: Arc::new(Unconfigured),
-            presence: Arc::new(Unconfigured),
-            friends: Arc::new(Unconfigured),
-            clock,
-            ids,
-        };
-        Self::from_ports(ports, writer, hub, cfg)
-    }
-
     /// Every use case over `ports`. `writer` must write into
     /// `ports.messages` (see [`MessageWriter::spawn`]).
     pub fn from_ports(

@@ -4,7 +4,7 @@ use im_core::command::{Event, Reply, Request, SyncState};
 use im_core::{ConversationType, ErrorCode, GroupPatch, GroupRole};
 use im_service::{NewGroup, ServiceConfig, ServiceError};
 
-use crate::{Conn, Env, code_of, env, env_with, legacy_env, msg_of, send, uid};
+use crate::{Conn, Env, code_of, env, env_with, msg_of, send, uid};
 
 /// alice owns a group with bob and carol; returns its conversation id.
 async fn trio(env: &Env) -> (String, String) {
@@ -594,34 +594,4 @@ async fn new_members_see_history_as_read() {
     assert!(conversations[0].messages.iter().all(|m| m.is_read));
     send(&env, &mut alice, &conv, "a9", "new").await;
     assert_eq!(convs.unread_count(&uid("dave"), &conv).await.unwrap(), 1);
-}
-
-#[tokio::test]
-async fn without_group_stores_groups_do_not_exist() {
-    let env = legacy_env();
-    let mut alice = Conn::login(&env, "alice", "iOS").await;
-    let r = send(&env, &mut alice, "group_g1", "a1", "x").await;
-    assert_eq!(code_of(&r), ErrorCode::ConversationNotExist);
-    let e = env
-        .services
-        .groups()
-        .create(&uid("alice"), NewGroup::default())
-        .await
-        .unwrap_err();
-    assert!(matches!(e, ServiceError::Store(_)));
-    // 1:1 still works, and so does sync.
-    let r = send(&env, &mut alice, "single_alice_bob", "a2", "x").await;
-    assert_eq!(code_of(&r), ErrorCode::Success);
-    let mut bob = Conn::login(&env, "bob", "iOS").await;
-    let r = bob
-        .call(
-            &env,
-            Request::BatchSync {
-                states: vec![],
-                max_per_conversation: 10,
-            },
-        )
-        .await
-        .unwrap();
-    assert!(matches!(&r, Reply::BatchSync { total: 1, .. }), "{r:?}");
 }

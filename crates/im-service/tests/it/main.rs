@@ -90,42 +90,6 @@ pub fn env_on(
     }
 }
 
-/// The 1:1-only services of `MessagingService::new` (what a server gets
-/// before its stores implement the group and conversation ports).
-pub fn legacy_env() -> Env {
-    let cfg = ServiceConfig {
-        allow_demo_tokens: true,
-        ..ServiceConfig::default()
-    };
-    let store = Arc::new(MemoryStore::new());
-    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-    let (writer, writer_tasks) = MessageWriter::spawn(store.clone(), &cfg.writer);
-    let messaging = MessagingService::new(
-        store.clone(),
-        store.clone(),
-        writer,
-        Arc::new(Hub::new()),
-        clock.clone(),
-        Arc::new(SeqIds::default()),
-        cfg.clone(),
-    );
-    let services = Arc::new(Services::new(
-        JwtAuth::new(SECRET, cfg.allow_demo_tokens),
-        messaging,
-        store.clone(),
-        store.clone(),
-        AccountConfig::default(),
-        im_service::FileService::unconfigured(),
-    ));
-    Env {
-        store,
-        presence: Arc::new(MemoryPresence::new()),
-        services,
-        clock,
-        _writer_tasks: writer_tasks,
-    }
-}
-
 pub fn uid(s: &str) -> im_core::UserId {
     im_core::UserId::parse(s).unwrap()
 }
