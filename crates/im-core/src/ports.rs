@@ -332,6 +332,10 @@ pub trait GroupStore: Send + Sync {
     async fn dismiss_group(&self, group_id: &str, now_ms: i64) -> StoreResult<bool>;
 
     /// Adds `members` atomically unless the total would exceed `max_members`.
+    /// In the same transaction each new member's read cursor of the group
+    /// conversation moves up to its head: the history from before they
+    /// joined is read (never unread for a moment, nor streamed to them as
+    /// new).
     async fn add_members(
         &self,
         group_id: &str,

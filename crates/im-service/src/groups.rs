@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use im_core::model::{GROUP_STATUS_DISMISSED, GROUP_STATUS_NORMAL};
-use im_core::ports::{AddMembers, Clock, ConversationStore, GroupStore, IdGen, UserStore};
+use im_core::ports::{AddMembers, Clock, GroupStore, IdGen, UserStore};
 use im_core::{Group, GroupMember, GroupPatch, GroupRole, StoreError, UserId, ids::validate_id};
 
 use crate::directory::GroupDirectory;
@@ -52,7 +52,6 @@ type Result<T> = std::result::Result<T, ServiceError>;
 /// The group use cases.
 pub struct GroupService {
     store: Arc<dyn GroupStore>,
-    conversations: Arc<dyn ConversationStore>,
     users: Arc<dyn UserStore>,
     directory: Arc<GroupDirectory>,
     clock: Arc<dyn Clock>,
@@ -111,7 +110,6 @@ impl GroupService {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         store: Arc<dyn GroupStore>,
-        conversations: Arc<dyn ConversationStore>,
         users: Arc<dyn UserStore>,
         directory: Arc<GroupDirectory>,
         clock: Arc<dyn Clock>,
@@ -121,7 +119,6 @@ impl GroupService {
     ) -> Self {
         Self {
             store,
-            conversations,
             users,
             directory,
             clock,
@@ -203,39 +200,11 @@ impl GroupService {
             .await;
         self.directory.invalidate(group_id);
         match outcome? {
-            AddMembers::Added(added) => {
-                self.start_read_at_head(group_id, &added).await;
-                Ok(added)
-            }
+            AddMembers::Added(added) => Ok(added),
             AddMembers::Full => Err(ServiceError::Full {
                 max: self.max_members,
             }),
             AddMembers::NoGroup => Err(ServiceError::not_found("no such group")),
-        }
-    }
-
-    /// Marks the existing history of the group read for new members.
-    async fn start_read_at_head(&self, group_id: &str, users: &[String]) {
-        let conversation = format!("group_{group_id}");
-        let head = match self.conversations.history(&conversation, 0, 1).await {
-            Ok(v) => v.first().map_or(0, |m| m.seq),
-            Err(e) => {
-                tracing::warn!(error = %e, group = group_id, "reading the group head failed");
-                return;
-            }
-        };
-        if head == 0 {
-            return;
-        }
-        let now = self.clock.now_ms();
-        for u in users {
-            if let Err(e) = self
-                .conversations
-                .mark_read(u, &conversation, head, now)
-                .await
-            {
-                tracing::warn!(error = %e, group = group_id, "initial read cursor not set");
-            }
         }
     }
 

@@ -216,7 +216,6 @@ impl MessagingService {
         );
         let group_service = GroupService::new(
             groups,
-            Arc::clone(&conversations),
             Arc::clone(&users),
             Arc::clone(&directory),
             Arc::clone(&clock),

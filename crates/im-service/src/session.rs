@@ -560,8 +560,8 @@ impl SessionCtx {
                     // The stored row leaves it out of streams from now on;
                     // only then may the connection's own record forget it
                     // (a stream running meanwhile would send it again).
-                    Ok(()) if device.is_some() => self.streams.gate.acked(&message_id),
-                    Ok(()) => {}
+                    Ok(true) => self.streams.gate.acked(&message_id),
+                    Ok(false) => {}
                     Err(e) => tracing::warn!(error = %e, "recording MSG_ACK failed"),
                 }
                 Dispatched::None

@@ -378,18 +378,22 @@ impl MessagingService {
     /// MSG_ACK: records the delivered seq for (user, platform) and, with a
     /// `device` key (v2 sessions whose token has a `jti`), the message
     /// itself if someone else sent it, so that device's next BATCH_SYNC
-    /// leaves it out. No reply.
+    /// leaves it out. No reply. Returns whether that per-message row was
+    /// stored: only then may the connection forget what it was sent (an
+    /// ack of a message whose group the user has just left stores
+    /// nothing, and the message comes back with the group if they rejoin;
+    /// found by the soak).
     pub async fn ack(
         &self,
         user: &UserId,
         platform: &str,
         device: Option<&str>,
         message_id: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         match self.resolve_message(user, message_id).await? {
             // Chat rooms keep no per-member state (one row per member per
             // message would be the cost of a large room).
-            Some(m) if m.conversation_type == im_core::ConversationType::ChatRoom => Ok(()),
+            Some(m) if m.conversation_type == im_core::ConversationType::ChatRoom => Ok(false),
             Some(m) if self.is_participant(user, &m).await? => {
                 self.store
                     .record_delivered(user, platform, &m.conversation_id, m.seq)
@@ -402,10 +406,11 @@ impl MessagingService {
                     self.store
                         .record_acked(user, device, &m.conversation_id, m.seq, now)
                         .await?;
+                    return Ok(true);
                 }
-                Ok(())
+                Ok(false)
             }
-            _ => Ok(()),
+            _ => Ok(false),
         }
     }
 

@@ -900,7 +900,7 @@ impl GroupStore for MemoryStore {
         if map.len() + new.len() > max_members as usize {
             return Ok(AddMembers::Full);
         }
-        let added = new.iter().map(|m| m.user_id.clone()).collect();
+        let added: Vec<String> = new.iter().map(|m| m.user_id.clone()).collect();
         for m in new {
             map.insert(
                 m.user_id.clone(),
@@ -909,6 +909,22 @@ impl GroupStore for MemoryStore {
                     ..m.clone()
                 },
             );
+        }
+        // A new member has read the history from before they joined.
+        let conversation = format!("group_{group_id}");
+        let head = st
+            .by_conv
+            .get(&conversation)
+            .and_then(|m| m.keys().next_back().copied())
+            .unwrap_or(0);
+        if head > 0 {
+            for u in &added {
+                let e = st
+                    .read
+                    .entry((u.clone(), conversation.clone()))
+                    .or_insert(0);
+                *e = (*e).max(head);
+            }
         }
         Ok(AddMembers::Added(added))
     }

@@ -5,9 +5,9 @@
 //! locked):
 //!
 //! * `type Conn` — the async connection;
-//! * `async fn lock_conversation(&mut Conn, conversation_id, now_ms) -> QueryResult<()>`
-//!   — creates the `group_<gid>` counter row of `conversations` if missing
-//!   and holds its row lock until commit;
+//! * `async fn lock_conversation(&mut Conn, conversation_id, now_ms) -> QueryResult<i64>`
+//!   — creates the `group_<gid>` counter row of `conversations` if missing,
+//!   holds its row lock until commit and returns its head (`max_seq`);
 //! * `async fn insert_memberships(&mut Conn, &[MembershipRow]) -> QueryResult<()>`
 //!   — insert-or-keep `user_conversations` rows;
 //! * `async fn init_read_cursor(&mut Conn, &ReadCursorRow) -> QueryResult<()>`
@@ -122,10 +122,16 @@ macro_rules! server_writes {
                 }
                 if let Some(first) = rows.as_slice().first() {
                     crate::groups::bump_version(group_id).execute(conn).await?;
-                    lock_conversation(conn, &cid, first.joined_at).await?;
+                    let head = lock_conversation(conn, &cid, first.joined_at).await?;
                     insert_members(conn, &rows).await?;
                     insert_memberships(conn, &crate::groups::models::membership_rows(&cid, &rows))
                         .await?;
+                    // A new member has read the history from before they joined.
+                    if head > 0 {
+                        for r in &rows {
+                            read_up_to(conn, r.user_id, &cid, head, r.joined_at).await?;
+                        }
+                    }
                 }
                 Ok::<_, crate::error::RepoError>(AddMembers::Added(
                     rows.iter().map(|r| r.user_id.to_owned()).collect(),
@@ -264,6 +270,37 @@ macro_rules! server_writes {
                 Ok::<_, crate::error::RepoError>(n > 0)
             })
             .await
+        }
+
+        /// Moves the read cursor of `user` in `conversation_id` up to
+        /// `seq` (never back).
+        async fn read_up_to(
+            conn: &mut Conn,
+            user: &str,
+            conversation_id: &str,
+            seq: i64,
+            now_ms: i64,
+        ) -> diesel::QueryResult<()> {
+            use diesel::{ExpressionMethods, QueryDsl};
+            use diesel_async::RunQueryDsl;
+            use crate::groups::schema::read_cursors as rc;
+            let row = crate::groups::models::ReadCursorRow {
+                user_id: user,
+                conversation_id,
+                read_seq: seq,
+                updated_at: now_ms,
+            };
+            init_read_cursor(conn, &row).await?;
+            diesel::update(
+                rc::table
+                    .filter(rc::user_id.eq(user))
+                    .filter(rc::conversation_id.eq(conversation_id))
+                    .filter(rc::read_seq.lt(seq)),
+            )
+            .set((rc::read_seq.eq(seq), rc::updated_at.eq(now_ms)))
+            .execute(conn)
+            .await?;
+            Ok(())
         }
 
         /// Moves the read cursor forward; returns the one before.

@@ -9,7 +9,7 @@
 //! locks on one row would deadlock).
 
 use diesel::dsl::DuplicatedKeys;
-use diesel::{ExpressionMethods, QueryResult};
+use diesel::{ExpressionMethods, QueryDsl, QueryResult};
 use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
 use im_core::ConversationType;
 
@@ -21,8 +21,12 @@ use crate::schema::{conversations, user_conversations};
 type Conn = AsyncMysqlConnection;
 
 /// Creates the counter row of `conversation_id` if missing, and holds its
-/// exclusive lock until commit either way.
-async fn lock_conversation(conn: &mut Conn, conversation_id: &str, now_ms: i64) -> QueryResult<()> {
+/// exclusive lock until commit either way; returns its head.
+async fn lock_conversation(
+    conn: &mut Conn,
+    conversation_id: &str,
+    now_ms: i64,
+) -> QueryResult<i64> {
     use conversations::dsl as c;
     diesel::insert_into(c::conversations)
         .values((
@@ -36,7 +40,12 @@ async fn lock_conversation(conn: &mut Conn, conversation_id: &str, now_ms: i64) 
         .do_nothing()
         .execute(conn)
         .await?;
-    Ok(())
+    c::conversations
+        .filter(c::conversation_id.eq(conversation_id))
+        .select(c::max_seq)
+        .for_update()
+        .first::<i64>(conn)
+        .await
 }
 
 /// Insert-or-keep of `user_conversations` rows.

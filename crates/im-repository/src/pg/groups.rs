@@ -16,7 +16,11 @@ type Conn = AsyncPgConnection;
 /// Creates the counter row of `conversation_id` if missing (`ON CONFLICT DO
 /// NOTHING`, which takes no lock on an existing row), then locks it
 /// (`FOR UPDATE`) until commit.
-async fn lock_conversation(conn: &mut Conn, conversation_id: &str, now_ms: i64) -> QueryResult<()> {
+async fn lock_conversation(
+    conn: &mut Conn,
+    conversation_id: &str,
+    now_ms: i64,
+) -> QueryResult<i64> {
     use conversations::dsl as c;
     diesel::insert_into(c::conversations)
         .values((
@@ -34,8 +38,7 @@ async fn lock_conversation(conn: &mut Conn, conversation_id: &str, now_ms: i64) 
         .select(c::max_seq)
         .for_update()
         .first::<i64>(conn)
-        .await?;
-    Ok(())
+        .await
 }
 
 /// Insert-or-keep of `user_conversations` rows.

@@ -42,31 +42,44 @@ pub(crate) fn mark_read(
     up_to_seq: i64,
     now_ms: i64,
 ) -> Result<i64, RepoError> {
-    // The upsert's `WHERE` (diesel's `FilterDsl` on the conflict clause).
-    use diesel::query_dsl::methods::FilterDsl;
-    use read_cursors::dsl as rc;
     c.immediate_transaction(|c| {
         let before = read::read_seq(user, conversation_id)
             .first::<i64>(c)
             .optional()?
             .unwrap_or(0);
-        diesel::insert_into(rc::read_cursors)
-            .values(ReadCursorRow {
-                user_id: user,
-                conversation_id,
-                read_seq: up_to_seq.max(0),
-                updated_at: now_ms,
-            })
-            .on_conflict((rc::user_id, rc::conversation_id))
-            .do_update()
-            .set((
-                rc::read_seq.eq(excluded(rc::read_seq)),
-                rc::updated_at.eq(excluded(rc::updated_at)),
-            ))
-            .filter(rc::read_seq.lt(excluded(rc::read_seq)))
-            .execute(c)?;
+        read_up_to(c, user, conversation_id, up_to_seq, now_ms)?;
         Ok(before)
     })
+}
+
+/// Moves the read cursor of `user` in `conversation_id` up to `seq`
+/// (never back), inside the caller's transaction.
+pub(super) fn read_up_to(
+    c: &mut SqliteConnection,
+    user: &str,
+    conversation_id: &str,
+    seq: i64,
+    now_ms: i64,
+) -> QueryResult<()> {
+    // The upsert's `WHERE` (diesel's `FilterDsl` on the conflict clause).
+    use diesel::query_dsl::methods::FilterDsl;
+    use read_cursors::dsl as rc;
+    diesel::insert_into(rc::read_cursors)
+        .values(ReadCursorRow {
+            user_id: user,
+            conversation_id,
+            read_seq: seq.max(0),
+            updated_at: now_ms,
+        })
+        .on_conflict((rc::user_id, rc::conversation_id))
+        .do_update()
+        .set((
+            rc::read_seq.eq(excluded(rc::read_seq)),
+            rc::updated_at.eq(excluded(rc::updated_at)),
+        ))
+        .filter(rc::read_seq.lt(excluded(rc::read_seq)))
+        .execute(c)?;
+    Ok(())
 }
 
 impl SqliteStore {

@@ -7,7 +7,7 @@ use im_core::StoreError;
 use im_core::model::{
     GROUP_STATUS_DISMISSED, GROUP_STATUS_NORMAL, Group, GroupMember, GroupPatch, GroupRole,
 };
-use im_core::ports::{AddMembers, ConversationHead, GroupStore, MessageStore};
+use im_core::ports::{AddMembers, ConversationHead, ConversationStore, GroupStore, MessageStore};
 use im_repository::AnyStore;
 
 use crate::common::{TestDb, group, store_tests, uid};
@@ -25,6 +25,7 @@ store_tests!(
     member_role_and_mute,
     membership_is_conversation_membership,
     every_change_raises_the_version,
+    a_new_member_has_read_the_history_before_joining,
 );
 
 /// A live group `gid` owned by `owner`, created at `t`.
@@ -595,4 +596,43 @@ async fn every_change_raises_the_version(db: TestDb) {
     // A read changes nothing.
     s.list_members("g1").await.unwrap();
     assert_eq!(s.group_version("g1").await.unwrap(), Some(last));
+}
+
+/// A member added to a group whose conversation has messages has read
+/// them, in the same transaction as the membership (a sync between the
+/// two saw the history as unread and had it streamed again; found by the
+/// soak). Later messages are unread; a member who had read further keeps
+/// their cursor.
+async fn a_new_member_has_read_the_history_before_joining(db: TestDb) {
+    let s = &db.store;
+    create(s, "g1", "alice", &["bob"], 1).await;
+    s.append(&[
+        group("g1", "alice", &["alice", "bob"], "m1"),
+        group("g1", "alice", &["alice", "bob"], "m2"),
+    ])
+    .await
+    .unwrap();
+    s.add_members("g1", &members("g1", &["carol"], 2), 10)
+        .await
+        .unwrap();
+    assert_eq!(s.read_seq("carol", "group_g1").await.unwrap(), 2);
+    assert_eq!(s.unread_count("carol", "group_g1").await.unwrap(), 0);
+    assert_eq!(s.read_seq("bob", "group_g1").await.unwrap(), 0, "not bob's");
+    s.append(&[group("g1", "alice", &["alice", "bob", "carol"], "m3")])
+        .await
+        .unwrap();
+    assert_eq!(s.unread_count("carol", "group_g1").await.unwrap(), 1);
+    // Leaves and comes back: the history up to the new head is read.
+    s.remove_members("g1", &["carol".into()]).await.unwrap();
+    s.add_members("g1", &members("g1", &["carol"], 3), 10)
+        .await
+        .unwrap();
+    assert_eq!(s.read_seq("carol", "group_g1").await.unwrap(), 3);
+    // A cursor never goes back.
+    s.mark_read("bob", "group_g1", 3, 4).await.unwrap();
+    s.remove_members("g1", &["bob".into()]).await.unwrap();
+    s.add_members("g1", &members("g1", &["bob"], 5), 10)
+        .await
+        .unwrap();
+    assert_eq!(s.read_seq("bob", "group_g1").await.unwrap(), 3);
 }
