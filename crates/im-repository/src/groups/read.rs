@@ -34,6 +34,15 @@ pub(crate) fn group_version<'a>(group_id: &'a str) -> _ {
         .select(chat_groups::version)
 }
 
+/// The head (`max_seq`) of conversation `conversation_id` (primary key);
+/// the server backends lock it with `.for_update()`.
+#[auto_type(no_type_alias)]
+pub(crate) fn conversation_head<'a>(conversation_id: &'a str) -> _ {
+    conversations::table
+        .filter(conversations::conversation_id.eq(conversation_id))
+        .select(conversations::max_seq)
+}
+
 /// The status of group `group_id` (primary key).
 #[auto_type(no_type_alias)]
 pub(crate) fn group_status<'a>(group_id: &'a str) -> _ {

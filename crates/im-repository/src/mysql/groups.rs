@@ -40,9 +40,7 @@ async fn lock_conversation(
         .do_nothing()
         .execute(conn)
         .await?;
-    c::conversations
-        .filter(c::conversation_id.eq(conversation_id))
-        .select(c::max_seq)
+    crate::groups::read::conversation_head(conversation_id)
         .for_update()
         .first::<i64>(conn)
         .await

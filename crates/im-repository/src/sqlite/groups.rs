@@ -179,10 +179,7 @@ pub(crate) fn add_members(
             ensure_conversation(c, &cid, first.joined_at)?;
             insert_memberships(c, &membership_rows(&cid, &rows))?;
             // A new member has read the history from before they joined.
-            let head = conversations::table
-                .filter(conversations::conversation_id.eq(&cid))
-                .select(conversations::max_seq)
-                .first::<i64>(c)?;
+            let head = read::conversation_head(&cid).first::<i64>(c)?;
             if head > 0 {
                 for r in &rows {
                     super::conversations::read_up_to(c, r.user_id, &cid, head, r.joined_at)?;

@@ -290,28 +290,16 @@ async fn an_ack_while_the_stream_runs_does_not_send_the_message_again() {
     });
     let body = "x".repeat(200);
     let mut alice = Conn::login(&env, "alice", "iOS").await;
-    for i in 1..=10 {
-        send(
-            &env,
-            &mut alice,
-            "single_alice_bob",
-            &format!("m{i}"),
-            &body,
-        )
-        .await;
+    let mut bob = None;
+    for i in 1..=20 {
+        if i == 11 {
+            // From here on pushed to bob, not read yet.
+            bob = Some(login_jwt(&env, "bob", &token(&env, "bob")).await);
+        }
+        let cid = format!("m{i}");
+        send(&env, &mut alice, "single_alice_bob", &cid, &body).await;
     }
-    let mut bob = login_jwt(&env, "bob", &token(&env, "bob")).await;
-    // Pushed to bob, not read yet.
-    for i in 11..=20 {
-        send(
-            &env,
-            &mut alice,
-            "single_alice_bob",
-            &format!("m{i}"),
-            &body,
-        )
-        .await;
-    }
+    let mut bob = bob.unwrap();
     let r = batch_sync_of(&env, &mut bob, Vec::new(), 1).await;
     let Reply::BatchSync { conversations, .. } = r else {
         panic!("{r:?}")
