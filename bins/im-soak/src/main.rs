@@ -226,10 +226,25 @@ async fn drive(args: &Args, seed: u64, secs: u64, rig: Arc<Rig>) -> anyhow::Resu
             args.restart_db_server,
         ))
     });
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    world.stop.store(true, Ordering::SeqCst);
-    if let Some(n) = nemesis {
-        n.await.context("nemesis")??;
+    let traffic = tokio::time::sleep(Duration::from_secs(secs));
+    match nemesis {
+        Some(mut n) => {
+            // A fault that cannot be injected or healed ends the run at
+            // once (its verdict would be about a broken rig).
+            let r = tokio::select! {
+                () = traffic => {
+                    world.stop.store(true, Ordering::SeqCst);
+                    n.await
+                }
+                r = &mut n => r,
+            };
+            world.stop.store(true, Ordering::SeqCst);
+            r.context("nemesis")??;
+        }
+        None => {
+            traffic.await;
+            world.stop.store(true, Ordering::SeqCst);
+        }
     }
     admin.await.context("group admin")?;
     let mut done = Vec::new();

@@ -362,6 +362,24 @@ impl Rig {
                         "-uroot",
                         "shutdown",
                     ]))?;
+                    // `shutdown` may return before the daemon has exited;
+                    // started meanwhile, `--oknodo` would see it still
+                    // running and start nothing (the server then stayed
+                    // down for the rest of the run).
+                    let gone = (0..300).any(|_| {
+                        let running = Command::new("pgrep")
+                            .args(["-x", "mariadbd"])
+                            .stdout(Stdio::null())
+                            .status()
+                            .is_ok_and(|s| s.success());
+                        if running {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        !running
+                    });
+                    if !gone {
+                        bail!("MariaDB did not stop within 30 s");
+                    }
                     run(Command::new("start-stop-daemon").args([
                         "--start",
                         "--oknodo",
