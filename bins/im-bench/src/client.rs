@@ -14,14 +14,16 @@ use tokio::time::timeout;
 
 use crate::wire::{Conn, In, Kind, NatsOp, bad, find};
 
-pub const CMD_HEARTBEAT_REQ: u16 = 5;
-pub const CMD_AUTH_REQ: u16 = 100;
-pub const CMD_AUTH_RSP: i32 = 101;
-pub const CMD_SEND_REQ: u16 = 200;
-pub const CMD_SEND_RSP: i32 = 201;
-pub const CMD_PUSH: i32 = 202;
-pub const CMD_MSG_ACK: u16 = 203;
-pub const CMD_BATCH: i32 = 204;
+// The command numbers the bench uses, from the protocol's one definition
+// (u16 in the TCP header it writes, i32 as its frames are decoded).
+pub const CMD_HEARTBEAT_REQ: u16 = pb::CommandType::CmdHeartbeatReq as u16;
+pub const CMD_AUTH_REQ: u16 = pb::CommandType::CmdAuthReq as u16;
+pub const CMD_AUTH_RSP: i32 = pb::CommandType::CmdAuthRsp as i32;
+pub const CMD_SEND_REQ: u16 = pb::CommandType::CmdSendMsgReq as u16;
+pub const CMD_SEND_RSP: i32 = pb::CommandType::CmdSendMsgRsp as i32;
+pub const CMD_PUSH: i32 = pb::CommandType::CmdPushMsg as i32;
+pub const CMD_MSG_ACK: u16 = pb::CommandType::CmdMsgAck as u16;
+pub const CMD_BATCH: i32 = pb::CommandType::CmdBatchMsg as i32;
 
 /// An HS256 access token with the server's claims (`user_id`, `platform`,
 /// `iat`, `exp` in seconds, a `jti`), valid for a day.
